@@ -1,0 +1,71 @@
+"""Client side of resources: push local bytes to a driver, optionally compressed on the fly."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from jumpstarter.streams import encoding
+
+if TYPE_CHECKING:
+    from jumpstarter.client.core import AsyncDriverClient
+
+CHUNK = 1 << 20
+
+
+async def _chunks(source: Any) -> AsyncIterator[bytes]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        for start in range(0, len(data), CHUNK):
+            yield data[start : start + CHUNK]
+    elif isinstance(source, (str, os.PathLike)):
+        async with await anyio.open_file(Path(source), "rb") as f:
+            while chunk := await f.read(CHUNK):
+                yield chunk
+    elif hasattr(source, "__aiter__"):
+        async for chunk in source:
+            yield bytes(chunk)
+    elif hasattr(source, "read"):
+        while chunk := await anyio.to_thread.run_sync(source.read, CHUNK):
+            yield chunk
+    else:
+        raise TypeError(f"cannot send {type(source).__name__} as a resource (give a path, bytes or a file)")
+
+
+@asynccontextmanager
+async def upload(
+    client: AsyncDriverClient, source: Any, *, content_encoding: str | None, compression: str | None
+) -> AsyncIterator[dict[str, Any]]:
+    """Open a resource stream to `client`'s driver and feed it from `source` in the background."""
+    if content_encoding and compression:
+        raise ValueError("give either content_encoding (source already compressed) or compression, not both")
+    wire_encoding = compression or content_encoding
+    compress = encoding.compressor(compression) if compression else None
+    request = json.dumps({"kind": "resource", "uuid": client.uuid, "x_jmp_content_encoding": wire_encoding})
+    stream = await client._open_stream((("request", request),))
+    handle = json.loads(stream.initial_metadata["resource"])
+
+    async def feed() -> None:
+        async for chunk in _chunks(source):
+            data = compress.feed(chunk) if compress else chunk
+            if data:
+                await stream.send(data)
+        if compress:
+            tail = compress.finish()
+            if tail:
+                await stream.send(tail)
+        await stream.send_eof()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed)
+            yield handle
+            tg.cancel_scope.cancel()
+    finally:
+        await stream.aclose()

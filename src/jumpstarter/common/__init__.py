@@ -1,0 +1,1 @@
+"""Compatibility home of helpers users import from `jumpstarter.common`."""

@@ -1,0 +1,50 @@
+"""gRPC servers for a session: unix socket (local mode); TCP listeners come with direct mode."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+
+from jumpstarter.exporter.servicer import ExporterServicer, StreamServicer
+from jumpstarter.exporter.session import Session
+from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc, router_pb2_grpc
+
+#: Channel/server options shared by both ends: large frames, frequent keepalives.
+GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.max_receive_message_length", 16 << 20),
+    ("grpc.max_send_message_length", 16 << 20),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+)
+
+
+def add_servicers(server: grpc.aio.Server, session: Session, **kwargs: Any) -> None:
+    """Register the session's ExporterService and RouterService on a server."""
+    jumpstarter_pb2_grpc.add_ExporterServiceServicer_to_server(ExporterServicer(session, **kwargs), server)
+    router_pb2_grpc.add_RouterServiceServicer_to_server(StreamServicer(session), server)
+
+
+@asynccontextmanager
+async def serve_unix(session: Session, path: str, **kwargs: Any) -> AsyncIterator[grpc.aio.Server]:
+    """Serve `session` on a unix socket at `path` until the block exits; the socket is removed."""
+    if os.path.exists(path):
+        raise FileExistsError(f"socket path {path} is already taken")
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    add_servicers(server, session, **kwargs)
+    server.add_insecure_port(f"unix://{path}")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(grace=0.5)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,222 @@
+"""gRPC face of a `Session`: ExporterService and the session's RouterService.Stream."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import grpc
+from google.protobuf import timestamp_pb2
+
+from jumpstarter.driver.decorators import CallKind
+from jumpstarter.exporter.logging import source_of
+from jumpstarter.exporter.session import Session
+from jumpstarter.exporter.status import ExporterStatus
+from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
+from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc, router_pb2, router_pb2_grpc
+from jumpstarter.streams import resources
+from jumpstarter.wire import status as wire_status
+from jumpstarter.wire.values import CODEC_KEY, CODEC_VERSION, decode, encode
+
+log = logging.getLogger("jumpstarter.exporter.servicer")
+
+DATA = router_pb2.FRAME_TYPE_DATA
+GOAWAY = router_pb2.FRAME_TYPE_GOAWAY
+RST = router_pb2.FRAME_TYPE_RST_STREAM
+#: Initial-metadata key telling our clients a driver stream is set up.
+STREAM_READY_KEY = "x-jmp-stream"
+READ_SIZE = 1 << 20
+
+
+def _tagged(context: grpc.aio.ServicerContext) -> bool:
+    for key, value in context.invocation_metadata() or ():
+        if key == CODEC_KEY:
+            return value == CODEC_VERSION
+    return False
+
+
+async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    """Abort the RPC with the status the one table gives for `exc`."""
+    code = wire_status.code_for(exc)
+    if code in ("UNKNOWN", "INTERNAL"):
+        log.warning("driver call failed: %r", exc, exc_info=exc)
+    else:
+        log.debug("driver call failed: %r", exc)
+    await context.abort(
+        grpc.StatusCode[code],
+        wire_status.message_for(exc),
+        trailing_metadata=((wire_status.ERROR_TYPE_KEY, wire_status.type_name(exc)),),
+    )
+
+
+class ExporterServicer(jumpstarter_pb2_grpc.ExporterServiceServicer):
+    """ExporterService backed by a Session."""
+
+    def __init__(self, session: Session, *, on_end_session: Any = None) -> None:
+        self.session = session
+        self._on_end_session = on_end_session
+
+    async def GetReport(self, request: Any, context: grpc.aio.ServicerContext) -> pb.GetReportResponse:
+        await context.send_initial_metadata(((CODEC_KEY, CODEC_VERSION),))
+        s = self.session
+        return pb.GetReportResponse(
+            uuid=s.uuid,
+            labels=s.labels,
+            motd=s.motd,
+            reports=[
+                pb.DriverInstanceReport(
+                    uuid=r.uuid,
+                    parent_uuid=r.parent_uuid,
+                    labels=r.labels,
+                    description=r.description,
+                    methods_description=r.methods_description,
+                )
+                for r in s.reports
+            ],
+        )
+
+    async def DriverCall(self, request: Any, context: grpc.aio.ServicerContext) -> pb.DriverCallResponse:
+        tagged = _tagged(context)
+        try:
+            args = [decode(a, tagged) for a in request.args]
+            result = await self.session.call(request.uuid, request.method, args)
+            return pb.DriverCallResponse(uuid=request.uuid, result=encode(result, tagged))
+        except Exception as exc:
+            error = exc
+        await abort_with(context, error)
+        raise AssertionError("unreachable")
+
+    async def StreamingDriverCall(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamingDriverCallResponse]:
+        tagged = _tagged(context)
+        try:
+            args = [decode(a, tagged) for a in request.args]
+            async for item in self.session.streaming_call(request.uuid, request.method, args):
+                yield pb.StreamingDriverCallResponse(uuid=request.uuid, result=encode(item, tagged))
+            return
+        except Exception as exc:
+            error = exc
+        await abort_with(context, error)
+
+    async def LogStream(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.LogStreamResponse]:
+        async with self.session.logs.subscribe() as records:
+            async for record in records:
+                ts = timestamp_pb2.Timestamp()
+                ts.FromNanoseconds(int(record.created * 1e9))
+                driver = getattr(record, "jmp_driver", None)
+                yield pb.LogStreamResponse(
+                    uuid=getattr(record, "jmp_uuid", "") or "",
+                    severity=record.levelname,
+                    message=record.getMessage(),
+                    source=int(source_of(record)),
+                    driver_type=getattr(driver, "driver_type", None),
+                    timestamp=ts,
+                    structured_fields={"logger": record.name},
+                )
+
+    async def Reset(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ResetResponse:
+        try:
+            await self.session.reset_drivers()
+            return pb.ResetResponse()
+        except Exception as exc:
+            error = exc
+        await abort_with(context, error)
+        raise AssertionError("unreachable")
+
+    async def GetStatus(self, request: Any, context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
+        machine = self.session.status
+        return pb.GetStatusResponse(
+            status=int(machine.status),
+            message=machine.message,
+            status_version=machine.version,
+            previous_status=int(machine.previous) if machine.previous is not None else None,
+        )
+
+    async def EndSession(self, request: Any, context: grpc.aio.ServicerContext) -> pb.EndSessionResponse:
+        if self._on_end_session is not None:
+            ok, message = await self._on_end_session()
+            return pb.EndSessionResponse(success=ok, message=message)
+        machine = self.session.status
+        if machine.status is ExporterStatus.LEASE_READY:
+            return pb.EndSessionResponse(success=True, message="local session: nothing to end")
+        return pb.EndSessionResponse(success=True, message=f"exporter is {machine.status.name}")
+
+
+class StreamServicer(router_pb2_grpc.RouterServiceServicer):
+    """RouterService.Stream on an exporter session: driver byte streams and client resources."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    async def Stream(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        try:
+            metadata = dict(context.invocation_metadata() or ())
+            request = json.loads(metadata.get("request", "{}"))
+            kind = request.get("kind")
+            if kind == "driver":
+                await self._driver_stream(request, request_iterator, context)
+                return
+            if kind == "resource":
+                await resources.serve_resource(self.session, request, request_iterator, context)
+                return
+            raise ValueError(f"unknown stream request kind {kind!r}")
+        except (anyio.get_cancelled_exc_class(), grpc.aio.AbortError):
+            raise
+        except Exception as exc:
+            error = exc
+        await abort_with(context, error)
+
+    async def _driver_stream(self, request: dict[str, Any], request_iterator: Any, context: Any) -> None:
+        manager = self.session.stream(str(request.get("uuid")), str(request.get("method", "connect")))
+        async with manager as stream:
+            await context.send_initial_metadata(((STREAM_READY_KEY, "1"),))
+            await pump(stream, request_iterator, context)
+
+
+async def pump(stream: Any, request_iterator: Any, context: Any) -> None:
+    """Carry bytes between a driver-side stream and the frames of a Stream RPC, both ways,
+    until both directions have finished."""
+    from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
+
+    async def inbound() -> None:
+        try:
+            async for frame in request_iterator:
+                if frame.frame_type == DATA:
+                    if frame.payload:
+                        await stream.send(frame.payload)
+                elif frame.frame_type == GOAWAY:
+                    break
+                elif frame.frame_type == RST:
+                    raise ConnectionResetError("stream reset by the client")
+        except (BrokenResourceError, ClosedResourceError):
+            return
+        send_eof = getattr(stream, "send_eof", None)
+        if send_eof is not None:
+            try:
+                await send_eof()
+            except (BrokenResourceError, ClosedResourceError, OSError):
+                pass
+
+    async def outbound() -> None:
+        byte_stream = _is_byte_stream(stream)
+        while True:
+            try:
+                data = await (stream.receive(READ_SIZE) if byte_stream else stream.receive())
+            except (EndOfStream, BrokenResourceError, ClosedResourceError):
+                break
+            await context.write(router_pb2.StreamResponse(payload=bytes(data), frame_type=DATA))
+        await context.write(router_pb2.StreamResponse(frame_type=GOAWAY))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(inbound)
+        tg.start_soon(outbound)
+
+
+def _is_byte_stream(stream: Any) -> bool:
+    from anyio.abc import ByteReceiveStream
+
+    return isinstance(stream, ByteReceiveStream)

@@ -1,0 +1,1 @@
+"""Byte-stream plumbing: frames on RouterService.Stream, resources, compression."""
