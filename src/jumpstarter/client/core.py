@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from jumpstarter.client.calls import CALL_METADATA, error_from_rpc
 from jumpstarter.client.connection import Connection
 from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
@@ -16,6 +18,8 @@ from jumpstarter.wire.values import decode, encode
 
 #: Initial-metadata key our exporters send once a driver stream is set up.
 STREAM_READY_KEY = "x-jmp-stream"
+#: Seconds a stream closed normally may take to deliver what is still queued.
+CLOSE_FLUSH_TIMEOUT = 10.0
 
 
 @dataclass(kw_only=True)
@@ -83,13 +87,16 @@ class AsyncDriverClient:
 
     @asynccontextmanager
     async def stream_async(self, method: str = "connect") -> AsyncIterator[Any]:
-        """Open an `@exportstream` method as a bidirectional byte stream."""
-        from jumpstarter.streams.frames import FrameStream
+        """Open an `@exportstream` method as a bidirectional byte stream.
 
+        Leaving the block normally delivers what is still queued, then ends the stream (the driver
+        sees end-of-data); leaving it with an exception resets the stream."""
         request = json.dumps({"kind": "driver", "uuid": self.uuid, "method": method})
         stream = await self._open_stream((("request", request),))
         try:
             yield stream
+            with anyio.move_on_after(CLOSE_FLUSH_TIMEOUT):  # a driver that stopped reading
+                await stream.flush_and_close()
         finally:
             await stream.aclose()
 

@@ -19,23 +19,30 @@ if TYPE_CHECKING:
 CHUNK = 1 << 20
 
 
+async def _open_source(source: Any) -> Any:
+    """`source`, ready to read: a path is opened here, so that a missing file or a wrong type fails
+    before the upload starts, not after the driver got a handle."""
+    if isinstance(source, (str, os.PathLike)):
+        return await anyio.open_file(Path(source), "rb")
+    if isinstance(source, (bytes, bytearray, memoryview)) or hasattr(source, "__aiter__") or hasattr(source, "read"):
+        return source
+    raise TypeError(f"cannot send {type(source).__name__} as a resource (give a path, bytes or a file)")
+
+
 async def _chunks(source: Any) -> AsyncIterator[bytes]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         for start in range(0, len(data), CHUNK):
             yield data[start : start + CHUNK]
-    elif isinstance(source, (str, os.PathLike)):
-        async with await anyio.open_file(Path(source), "rb") as f:
-            while chunk := await f.read(CHUNK):
-                yield chunk
+    elif isinstance(source, anyio.AsyncFile):
+        while chunk := await source.read(CHUNK):
+            yield chunk
     elif hasattr(source, "__aiter__"):
         async for chunk in source:
             yield bytes(chunk)
-    elif hasattr(source, "read"):
+    else:
         while chunk := await anyio.to_thread.run_sync(source.read, CHUNK):
             yield chunk
-    else:
-        raise TypeError(f"cannot send {type(source).__name__} as a resource (give a path, bytes or a file)")
 
 
 @asynccontextmanager
@@ -47,6 +54,19 @@ async def upload(
         raise ValueError("give either content_encoding (source already compressed) or compression, not both")
     wire_encoding = compression or content_encoding
     compress = encoding.compressor(compression) if compression else None
+    source = await _open_source(source)
+    try:
+        async with _upload_stream(client, source, wire_encoding, compress) as handle:
+            yield handle
+    finally:
+        if isinstance(source, anyio.AsyncFile):
+            await source.aclose()
+
+
+@asynccontextmanager
+async def _upload_stream(
+    client: AsyncDriverClient, source: Any, wire_encoding: str | None, compress: encoding.Codec | None
+) -> AsyncIterator[dict[str, Any]]:
     request = json.dumps({"kind": "resource", "uuid": client.uuid, "x_jmp_content_encoding": wire_encoding})
     stream = await client._open_stream((("request", request),))
     handle = json.loads(stream.initial_metadata["resource"])

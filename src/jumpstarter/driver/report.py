@@ -37,9 +37,49 @@ def method_help(driver: Driver) -> dict[str, str]:
     return result
 
 
+#: Label carrying the signatures of exported methods (JSON), used to generate `j` commands.
+METHODS_LABEL = "jumpstarter.dev/methods"
+
+
+def _type_name(annotation: object) -> str:
+    if annotation is inspect.Parameter.empty:
+        return ""
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def method_signatures(driver: Driver) -> str:
+    """JSON {method: {"kind": ..., "params": [[name, type, required, default]]}} of exported methods."""
+    import json
+
+    out: dict[str, object] = {}
+    for name, kind in type(driver).exported_methods().items():
+        try:
+            sig = inspect.signature(getattr(driver, name))
+        except (TypeError, ValueError):
+            out[name] = {"kind": kind.value, "params": []}
+            continue
+        params = []
+        for p in sig.parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            required = p.default is inspect.Parameter.empty
+            default = None if required or not isinstance(p.default, (int, float, str, bool)) else p.default
+            params.append([p.name, _type_name(p.annotation), required, default])
+        out[name] = {"kind": kind.value, "params": params}
+    return json.dumps(out, separators=(",", ":"))
+
+
 def build_report(driver: Driver, parent: Driver | None, name: str) -> DriverReport:
     """Build the report of one driver instance."""
-    labels = {**driver.labels, **driver.extra_labels(), CLIENT_LABEL: driver.client(), NAME_LABEL: name}
+    labels = {
+        **driver.labels,
+        **driver.extra_labels(),
+        CLIENT_LABEL: driver.client(),
+        NAME_LABEL: name,
+        METHODS_LABEL: method_signatures(driver),
+    }
     return DriverReport(
         uuid=str(driver.uuid),
         parent_uuid=str(parent.uuid) if parent is not None else None,

@@ -32,19 +32,26 @@ def add_servicers(server: grpc.aio.Server, session: Session, **kwargs: Any) -> N
 
 
 @asynccontextmanager
-async def serve_unix(session: Session, path: str, **kwargs: Any) -> AsyncIterator[grpc.aio.Server]:
-    """Serve `session` on a unix socket at `path` until the block exits; the socket is removed."""
-    if os.path.exists(path):
-        raise FileExistsError(f"socket path {path} is already taken")
+async def serve_unix(
+    session: Session, path: str, *extra_paths: str, **kwargs: Any
+) -> AsyncIterator[grpc.aio.Server]:
+    """Serve `session` on unix sockets at `path` (and `extra_paths`) until the block exits; the
+    sockets are removed afterwards."""
+    paths = (path, *extra_paths)
+    for p in paths:
+        if os.path.exists(p):
+            raise FileExistsError(f"socket path {p} is already taken (is another exporter running?)")
     server = grpc.aio.server(options=GRPC_OPTIONS)
     add_servicers(server, session, **kwargs)
-    server.add_insecure_port(f"unix://{path}")
+    for p in paths:
+        server.add_insecure_port(f"unix://{p}")
     await server.start()
     try:
         yield server
     finally:
         await server.stop(grace=0.5)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        for p in paths:
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass

@@ -192,6 +192,8 @@ async def pump(stream: Any, request_iterator: Any, context: Any) -> None:
                     break
                 elif frame.frame_type == RST:
                     raise ConnectionResetError("stream reset by the client")
+            else:
+                return  # frames ended without GOAWAY: the call was cancelled, which is no half-close
         except (BrokenResourceError, ClosedResourceError):
             return
         send_eof = getattr(stream, "send_eof", None)

@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from jumpstarter.errors import StreamClosedError
 from jumpstarter.streams import encoding
 
 if TYPE_CHECKING:
@@ -28,10 +29,19 @@ BUFFERED_CHUNKS = 16
 
 
 @dataclass(slots=True)
+class Upload:
+    """The exporter's end of one upload: the chunks received, and whether the client finished
+    sending (an upload whose stream ends any other way was cut short)."""
+
+    chunks: MemoryObjectReceiveStream[bytes]
+    complete: bool = False
+
+
+@dataclass(slots=True)
 class ResourceStream:
     """What a driver reads a resource from: `receive()` chunks or `async for`."""
 
-    source: MemoryObjectReceiveStream[bytes]
+    source: Upload
     codec: encoding.Codec | None
     _done: bool = False
 
@@ -41,9 +51,11 @@ class ResourceStream:
             if self._done:
                 raise anyio.EndOfStream
             try:
-                chunk = await self.source.receive()
+                chunk = await self.source.chunks.receive()
             except anyio.EndOfStream:
                 self._done = True
+                if not self.source.complete:
+                    raise StreamClosedError("the client stopped sending this resource before its end") from None
                 tail = self.codec.finish() if self.codec else b""
                 if tail:
                     return tail
@@ -68,7 +80,7 @@ class ResourceStream:
 
     async def aclose(self) -> None:
         """Stop reading."""
-        await self.source.aclose()
+        await self.source.chunks.aclose()
 
 
 def handle_uuid(handle: Any) -> tuple[UUID, str | None]:
@@ -110,7 +122,8 @@ async def serve_resource(session: Session, request: dict[str, Any], request_iter
         encoding.decompressor(content_encoding)  # rejects unsupported encodings up front
     rid = uuid4()
     send, receive = anyio.create_memory_object_stream[bytes](BUFFERED_CHUNKS)
-    driver.resources[rid] = receive
+    upload = Upload(receive)
+    driver.resources[rid] = upload
     handle = {"kind": "client_stream", "uuid": str(rid), "x_jmp_content_encoding": content_encoding}
     await context.send_initial_metadata(
         (("resource", json.dumps(handle)), ("x_jmp_accept_encoding", ",".join(encoding.supported())))
@@ -121,6 +134,7 @@ async def serve_resource(session: Session, request: dict[str, Any], request_iter
                 if frame.frame_type == DATA and frame.payload:
                     await send.send(frame.payload)
                 elif frame.frame_type == GOAWAY:
+                    upload.complete = True  # a cancelled call can end the frames too: only this says "all sent"
                     break
                 elif frame.frame_type == RST:
                     raise ConnectionResetError("resource upload reset by the client")

@@ -63,7 +63,13 @@ def _fill(value: Value, obj: Any, tagged: bool) -> None:  # noqa: C901 - one fla
     elif isinstance(obj, dict):
         fields = value.struct_value.fields
         if tagged and TAG in obj:
-            _tagged(value, "dict", {str(k): v for k, v in obj.items()})
+            # the payload is filled field by field: going through _fill again would re-tag it forever
+            struct = value.struct_value
+            struct.fields[TAG].string_value = "dict"
+            inner = struct.fields["v"].struct_value
+            inner.SetInParent()
+            for key, item in obj.items():
+                _fill(inner.fields[str(key)], item, tagged)
             return
         value.struct_value.SetInParent()
         for key, item in obj.items():
@@ -158,6 +164,8 @@ def decode(value: Value, tagged: bool) -> Any:
 
 def _untag(fields: Any) -> Any:
     tag = fields[TAG].string_value
+    if tag == "dict":  # the payload's own "$jmp" key is data, not a tag
+        return {key: decode(item, True) for key, item in fields["v"].struct_value.fields.items()}
     payload = decode(fields["v"], True)
     if tag == "float":
         return float(payload)
@@ -167,8 +175,6 @@ def _untag(fields: Any) -> Any:
         return base64.b64decode(payload)
     if tag == "tuple":
         return tuple(payload)
-    if tag == "dict":
-        return payload
     if tag == "model":
         return rebuild_model(fields["type"].string_value, payload)
     raise ValueError(f"unknown tagged value {tag!r}")

@@ -1,0 +1,162 @@
+"""Run every benchmark, print the table (ours, floor, ratio, target) and write bench/out/latest.json.
+
+    python bench/run.py            # 3 rounds, ~2.5 minutes
+    python bench/run.py --quick    # 1 short round, ~30 seconds
+
+Each round measures the bare-grpcio floor and then ours against two child-process servers started
+once for the run; every figure is the median over rounds, and ratios are taken between those
+medians, so the floor always comes from the same run (and the same noise) as our figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import baseline, bench_calls, bench_startup, bench_streams, targets
+from bench.harness import Settings, child_server
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def _prefixed(prefix: str, figures: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}.{key}": value for key, value in figures.items()}
+
+
+def run_round(bare_path: str, ours_path: str, settings: Settings) -> dict[str, float]:
+    """One pass over the floor and our call and stream figures."""
+    figures = _prefixed("bare", baseline.measure(bare_path, settings))
+    figures.update(_prefixed("calls", bench_calls.measure(ours_path, settings)))
+    figures.update(_prefixed("streams", bench_streams.measure(ours_path, settings)))
+    return figures
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import grpc
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+        model = models[0] if models else ""
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _verdict(met: bool | None) -> str:
+    return "" if met is None else ("met" if met else "NOT MET")
+
+
+def table_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The results as an aligned plain-text table."""
+    header = ("figure", "ours", "floor", "unit", "ratio", "target", "")
+    body = [
+        (r["label"], _number(r["ours"]), _number(r["floor"]), r["unit"], _number(r["ratio"]), r["target"],
+         _verdict(r["met"]))
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
+    right = {1, 2, 4}
+    out = []
+    for line in (header, *body):
+        pairs = enumerate(zip(line, widths, strict=True))
+        cells = [cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in pairs]
+        out.append("  ".join(cells).rstrip())
+    return out
+
+
+def markdown(rows: list[dict[str, Any]], figures: dict[str, float]) -> str:
+    """The results as Markdown tables (for bench/RESULTS.md)."""
+    lines = ["| figure | ours | floor | unit | ratio | target | |", "|---|--:|--:|---|--:|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['label']} | {_number(r['ours'])} | {_number(r['floor'])} | {r['unit']} | "
+            f"{_number(r['ratio'])} | {r['target']} | {_verdict(r['met'])} |"
+        )
+    lines += ["", "| floor-only figure | value | unit |", "|---|--:|---|"]
+    for key, unit in targets.FLOOR_FIGURES:
+        lines.append(f"| {key} | {_number(figures.get(key))} | {unit} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run, print, write bench/out/latest.json (and latest.md); exit status 0 even if targets
+    are missed: this is a measurement, not a test."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="one short round (~30 s)")
+    parser.add_argument("--rounds", type=int, help="rounds of the call/stream figures (default 3, quick 1)")
+    parser.add_argument("--out", type=Path, default=OUT / "latest.json", help="where to write the JSON")
+    args = parser.parse_args(argv)
+    settings = Settings.quick() if args.quick else Settings()
+    rounds = args.rounds or (1 if args.quick else 3)
+
+    began = time.perf_counter()
+    info = machine()
+    samples = []
+    with child_server("bare") as bare_path, child_server("jumpstarter") as ours_path:
+        for index in range(rounds):
+            samples.append(run_round(bare_path, ours_path, settings))
+            print(f"round {index + 1}/{rounds} done at {time.perf_counter() - began:.0f} s", file=sys.stderr)
+    figures = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
+    figures.update(_prefixed("startup", bench_startup.measure(settings)))
+    rows = targets.evaluate(figures)
+    elapsed = time.perf_counter() - began
+
+    print("\n".join(table_lines(rows)))
+    print()
+    for key, unit in targets.FLOOR_FIGURES:
+        print(f"{key:<42} {_number(figures.get(key)):>10} {unit}")
+    missed = [r["label"] for r in rows if r["met"] is False]
+    print(f"\n{len(missed)} target(s) not met; {rounds} round(s) in {elapsed:.0f} s")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": info,
+        "mode": "quick" if args.quick else "full",
+        "rounds": rounds,
+        "settings": {field: getattr(settings, field) for field in settings.__dataclass_fields__},
+        "elapsed_s": elapsed,
+        "rows": rows,
+        "figures": figures,
+        "samples": samples,
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(rows, figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

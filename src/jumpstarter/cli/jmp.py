@@ -1,0 +1,40 @@
+"""`jmp`: the Jumpstarter command line. Subcommands are imported only when used."""
+
+from __future__ import annotations
+
+import click
+
+from jumpstarter.cli.lazy import LazyGroup
+
+COMMANDS = {
+    "run": ("jumpstarter.cli.run:run", "Run an exporter (serves a driver tree)."),
+    "shell": ("jumpstarter.cli.shell:shell", "Spawn a shell (or run a command) with access to an exporter."),
+    "config": ("jumpstarter.cli.config_cmd:config", "Manage client and exporter configurations."),
+    "driver": ("jumpstarter.cli.driver_cmd:driver", "Inspect installed drivers."),
+    "version": ("jumpstarter.cli.version:version", "Print the Jumpstarter version."),
+    "completion": ("jumpstarter.cli.completion:completion", "Print a shell completion script."),
+}
+ALIASES = {"sh": "shell", "s": "shell", "conf": "config", "ver": "version", "v": "version"}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, aliases=ALIASES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+    default="WARNING",
+    show_default=True,
+    help="Log level of this process.",
+)
+@click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default="auto", help="Log format (jmp run).")
+@click.pass_context
+def jmp(ctx: click.Context, log_level: str, log_format: str) -> None:
+    """Jumpstarter: drive devices on your desk, in a lab, or behind a controller."""
+    import logging
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.ensure_object(dict)["log_format"] = log_format
+
+
+def main() -> None:
+    """Entry point of the `jmp` program."""
+    jmp(prog_name="jmp")

@@ -1,0 +1,34 @@
+"""Printing lists: tables (rich) or `-o json|yaml|name`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+OUTPUT_OPTION = click.option("-o", "--output", type=click.Choice(["json", "yaml", "name"]), default=None,
+                             help="Machine-readable output instead of a table.")
+
+
+def print_items(items: list[dict[str, Any]], columns: list[str], output: str | None, key: str = "name") -> None:
+    """Print `items` as a table, or as JSON / YAML / one name per line."""
+    if output == "json":
+        click.echo(json.dumps(items, indent=2, default=str))
+    elif output == "yaml":
+        import yaml
+
+        click.echo(yaml.safe_dump(items, sort_keys=False), nl=False)
+    elif output == "name":
+        for item in items:
+            click.echo(item[key])
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=None, header_style="bold")
+        for column in columns:
+            table.add_column(column.upper())
+        for item in items:
+            table.add_row(*(str(item.get(c, "")) for c in columns))
+        Console().print(table)

@@ -1,0 +1,132 @@
+"""The exporter: a session plus the lease lifecycle (hooks, status, driver reset) around it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jumpstarter.driver.base import Driver
+from jumpstarter.exporter.hooks import HookResult, HookSpec, OnFailure, hook_environment, run_hook
+from jumpstarter.exporter.logging import LogSource
+from jumpstarter.exporter.session import Session
+from jumpstarter.exporter.status import ExporterStatus
+
+log = logging.getLogger("jumpstarter.exporter")
+S = ExporterStatus
+
+
+class ExporterExit(Exception):
+    """A hook with `onFailure: exit` failed: the exporter process must stop (exit code 1)."""
+
+
+@dataclass(slots=True)
+class Hooks:
+    """The configured lease hooks."""
+
+    before_lease: HookSpec | None = None
+    after_lease: HookSpec | None = None
+    base_dir: Path | None = None
+
+
+@dataclass
+class Exporter:
+    """Serves a driver tree and runs the lease lifecycle around client sessions."""
+
+    root: Driver
+    hooks: Hooks = field(default_factory=Hooks)
+    motd: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.session = Session(self.root, labels=self.labels, motd=self.motd)
+        self.hook_socket: str | None = None
+        self.lease_name = ""
+        self.client_name = ""
+        self.exit_requested: ExporterExit | None = None
+
+    @property
+    def status(self) -> ExporterStatus:
+        """Current status."""
+        return self.session.status.status
+
+    @asynccontextmanager
+    async def serving(self, *socket_paths: str) -> AsyncIterator[Exporter]:
+        """Serve on unix sockets (plus a private hook socket) until the block exits; drivers are
+        closed afterwards."""
+        from jumpstarter.exporter.server import serve_unix
+
+        with tempfile.TemporaryDirectory(prefix="jmp-exporter-") as tmp:
+            self.hook_socket = os.path.join(tmp, "hooks.sock")
+            self.session.install_log_handler()
+            try:
+                async with serve_unix(self.session, *socket_paths, self.hook_socket, on_end_session=self._end_session_rpc):
+                    yield self
+            finally:
+                self.session.remove_log_handler()
+                if self.status is not S.OFFLINE:
+                    self.session.status.transition(S.OFFLINE, "exporter stopped")
+                await self.session.close_drivers()
+
+    async def begin_lease(self, lease_name: str = "", client_name: str = "", run_hooks: bool = True) -> bool:
+        """Start a lease: reset drivers, run beforeLease, become LEASE_READY. Returns False when
+        the lease cannot go on (hook failed with onFailure endLease/exit)."""
+        self.lease_name, self.client_name = lease_name, client_name
+        await self.session.reset_drivers()
+        spec = self.hooks.before_lease if run_hooks else None
+        if spec is None:
+            self.session.status.transition(S.LEASE_READY, "ready")
+            return True
+        self.session.status.transition(S.BEFORE_LEASE_HOOK, "running beforeLease hook")
+        motd_fd, motd_file = tempfile.mkstemp(prefix="jmp-motd-")
+        os.close(motd_fd)
+        try:
+            result = await self._run(spec, LogSource.BEFORE_LEASE_HOOK, motd_file)
+            extra = Path(motd_file).read_text(errors="replace").strip()
+        finally:
+            os.unlink(motd_file)
+        if extra:
+            self.session.motd = "\n".join(x for x in (self.motd, extra) if x)
+        if result.ok or spec.on_failure is OnFailure.WARN:
+            message = "ready" if result.ok else f"warning: {result.message}"
+            self.session.status.transition(S.LEASE_READY, message)
+            return True
+        self.session.status.transition(S.BEFORE_LEASE_HOOK_FAILED, result.message)
+        if spec.on_failure is OnFailure.EXIT:
+            self.exit_requested = ExporterExit(result.message)
+        return False
+
+    async def end_lease(self, run_hooks: bool = True) -> tuple[bool, str]:
+        """End the lease: run afterLease (drivers still usable), then become AVAILABLE."""
+        spec = self.hooks.after_lease if run_hooks else None
+        ok, message = True, "session ended"
+        if spec is not None and self.status in (S.LEASE_READY, S.BEFORE_LEASE_HOOK_FAILED):
+            self.session.status.transition(S.AFTER_LEASE_HOOK, "running afterLease hook")
+            result = await self._run(spec, LogSource.AFTER_LEASE_HOOK, None)
+            ok, message = result.ok, result.message
+            if not result.ok and spec.on_failure is not OnFailure.WARN:
+                self.session.status.transition(S.AFTER_LEASE_HOOK_FAILED, result.message)
+                if spec.on_failure is OnFailure.EXIT:
+                    self.exit_requested = ExporterExit(result.message)
+                return False, message
+        if self.status is not S.AVAILABLE:
+            self.session.status.transition(S.AVAILABLE, message)
+        self.lease_name = self.client_name = ""
+        return ok, message
+
+    async def _end_session_rpc(self) -> tuple[bool, str]:
+        if self.status in (S.LEASE_READY, S.BEFORE_LEASE_HOOK_FAILED):
+            return await self.end_lease()
+        return True, f"exporter is {self.status.name}"
+
+    async def _run(self, spec: HookSpec, source: LogSource, motd_file: str | None) -> HookResult:
+        assert self.hook_socket is not None
+        env = hook_environment(self.hook_socket, self.lease_name, self.client_name, motd_file)
+        result = await run_hook(spec, source, env, base_dir=self.hooks.base_dir)
+        level = logging.INFO if result.ok else logging.WARNING
+        log.log(level, "%s", result.message, extra={"jmp_source": int(source)})
+        return result

@@ -1,0 +1,1 @@
+"""Composite driver: groups child drivers under one name (`client.board.power`)."""
