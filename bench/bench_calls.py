@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import Settings, child_server, latency, threaded_rate
+from bench.harness import Settings, child_server, interleaved_latency, threaded_rate
 
 
 @contextmanager
@@ -44,13 +44,14 @@ def local_client() -> Iterator[Any]:
         yield client
 
 
-def unary(client: Any, settings: Settings) -> dict[str, float]:
-    """p50/p99 of an async and a sync driver method."""
-    figures = {}
-    for method in ("echo_async", "echo_sync"):
-        for key, value in latency(lambda m=method: client.call(m, 1), settings).items():
-            figures[f"{method}.{key}"] = value
-    return figures
+def unary_calls(local: Any, remote: Any) -> dict[str, Callable[[], object]]:
+    """Zero-argument callables making one driver call each: async and sync method, in-process
+    (`local`) and across processes (`remote`)."""
+    calls: dict[str, Callable[[], object]] = {}
+    for where, client in (("inproc", local), ("remote", remote)):
+        for method in ("echo_async", "echo_sync"):
+            calls[f"{where}.{method}"] = lambda c=client, m=method: c.call(m, 1)
+    return calls
 
 
 def streaming(client: Any, settings: Settings) -> float:
@@ -79,6 +80,16 @@ class _Counter(logging.Handler):
 def logging_cost(client: Any, settings: Settings) -> dict[str, float]:
     """p50 of a method that logs at INFO per call vs its silent twin, with a LogStream subscriber
     relaying the records to a local handler."""
+    made = 0
+
+    def quiet_call() -> None:
+        client.call("echo_async", 1)
+
+    def logged_call() -> None:
+        nonlocal made
+        client.call("echo_logged", 1)
+        made += 1
+
     forwarded = logging.getLogger("exporter")
     counter = _Counter()
     saved = forwarded.level, forwarded.propagate
@@ -87,11 +98,10 @@ def logging_cost(client: Any, settings: Settings) -> dict[str, float]:
     forwarded.addHandler(counter)
     try:
         with client.log_stream():
-            quiet = latency(lambda: client.call("echo_async", 1), settings)
-            logged = latency(lambda: client.call("echo_logged", 1), settings)
+            found = interleaved_latency({"quiet": quiet_call, "logged": logged_call}, settings)
+            quiet, logged = found["quiet"], found["logged"]
             deadline = time.monotonic() + 5
-            expected = settings.warmup + settings.calls
-            while counter.count < expected and time.monotonic() < deadline:
+            while counter.count < made and time.monotonic() < deadline:
                 time.sleep(0.01)
     finally:
         forwarded.removeHandler(counter)
@@ -102,24 +112,25 @@ def logging_cost(client: Any, settings: Settings) -> dict[str, float]:
         "logged_p50_us": logged["p50_us"],
         "logged_p99_us": logged["p99_us"],
         "ratio": logged["p50_us"] / quiet["p50_us"],
-        "forwarded_fraction": counter.count / expected,
+        "forwarded_fraction": counter.count / made,
     }
 
 
-def measure(path: str, settings: Settings) -> dict[str, float]:
-    """Every call figure: in-process, and against the exporter session at `path`."""
+def measure(path: str, settings: Settings, *, with_latency: bool = True) -> dict[str, float]:
+    """Every call figure, in-process and against the exporter session at `path`;
+    `with_latency=False` leaves out unary latency (run.py measures it interleaved with the floor)."""
     figures: dict[str, float] = {}
-    with local_client() as client:
-        figures.update({f"inproc.{k}": v for k, v in unary(client, settings).items()})
-        figures["inproc.streaming_items_per_s"] = streaming(client, settings)
-        figures.update({f"inproc.logging.{k}": v for k, v in logging_cost(client, settings).items()})
-    with remote_client(path) as client:
-        figures.update({f"remote.{k}": v for k, v in unary(client, settings).items()})
+    with local_client() as local, remote_client(path) as remote:
+        if with_latency:
+            for name, stats in interleaved_latency(unary_calls(local, remote), settings).items():
+                figures.update({f"{name}.{key}": value for key, value in stats.items()})
         figures["remote.threads16_calls_per_s"] = threaded_rate(
-            lambda: client.call("echo_async", 1), 16, settings.seconds
+            lambda: remote.call("echo_async", 1), 16, settings.seconds
         )
-        figures["remote.streaming_items_per_s"] = streaming(client, settings)
-        figures.update({f"remote.logging.{k}": v for k, v in logging_cost(client, settings).items()})
+        for where, client in (("inproc", local), ("remote", remote)):
+            figures[f"{where}.streaming_items_per_s"] = streaming(client, settings)
+            for key, value in logging_cost(client, settings).items():
+                figures[f"{where}.logging.{key}"] = value
     return figures
 
 

@@ -25,19 +25,30 @@ if __package__ in (None, ""):  # run as a script: make the `bench` package impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import baseline, bench_calls, bench_startup, bench_streams, targets
-from bench.harness import Settings, child_server
+from bench.harness import Settings, child_server, interleaved_latency
 
 OUT = Path(__file__).resolve().parent / "out"
 
 
-def _prefixed(prefix: str, figures: dict[str, float]) -> dict[str, float]:
+def _prefixed(prefix: str, figures: dict[str, Any]) -> dict[str, Any]:
     return {f"{prefix}.{key}": value for key, value in figures.items()}
+
+
+def unary_latency(bare_path: str, ours_path: str, settings: Settings) -> dict[str, float]:
+    """p50/p99 of the bare and our unary calls, sampled in alternating blocks so that the
+    ratios compare calls made under the same machine load."""
+    with baseline.bare_calls(bare_path) as bare, bench_calls.local_client() as local:
+        with bench_calls.remote_client(ours_path) as remote:
+            calls = _prefixed("bare", bare) | _prefixed("calls", bench_calls.unary_calls(local, remote))
+            found = interleaved_latency(calls, settings)
+    return {f"{name}.{key}": value for name, stats in found.items() for key, value in stats.items()}
 
 
 def run_round(bare_path: str, ours_path: str, settings: Settings) -> dict[str, float]:
     """One pass over the floor and our call and stream figures."""
-    figures = _prefixed("bare", baseline.measure(bare_path, settings))
-    figures.update(_prefixed("calls", bench_calls.measure(ours_path, settings)))
+    figures = unary_latency(bare_path, ours_path, settings)
+    figures.update(_prefixed("bare", baseline.measure(bare_path, settings, with_latency=False)))
+    figures.update(_prefixed("calls", bench_calls.measure(ours_path, settings, with_latency=False)))
     figures.update(_prefixed("streams", bench_streams.measure(ours_path, settings)))
     return figures
 

@@ -31,7 +31,10 @@ def jmp(ctx: click.Context, log_level: str, log_format: str) -> None:
     """Jumpstarter: drive devices on your desk, in a lab, or behind a controller."""
     import logging
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(log_level.upper())
+    logging.getLogger().setLevel(log_level.upper())
     ctx.ensure_object(dict)["log_format"] = log_format
 
 

@@ -58,6 +58,7 @@ def shell(
 
     The exit status is COMMAND's. Inside, use `j` (e.g. `j power on`) or Python (`env()`)."""
     import subprocess
+    import sysconfig
     import tempfile
 
     from anyio.from_thread import start_blocking_portal
@@ -88,6 +89,8 @@ def shell(
                         "JMP_DRIVERS_ALLOW": "UNSAFE",
                         "JMP_EXPORTER": name,
                         "JMP_EXPORTER_LABELS": ",".join(f"{k}={v}" for k, v in built.labels.items()),
+                        # `j` lives next to the running `jmp`, even when its venv is not activated
+                        "PATH": os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")]),
                     }
                 )
                 from jumpstarter.cli.jserver import command_server
