@@ -7,6 +7,7 @@ uses plain generated stubs. `python bench/baseline.py [--quick]` prints the figu
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 import time
@@ -58,17 +59,19 @@ def bare_calls(path: str) -> Iterator[dict[str, Callable[[], object]]]:
         local = stack.enter_context(grpc.insecure_channel(_target(local_path)))
         remote_call = jumpstarter_pb2_grpc.ExporterServiceStub(remote).DriverCall
         local_call = jumpstarter_pb2_grpc.ExporterServiceStub(local).DriverCall
-        yield {"unary": lambda: remote_call(request), "unary_inproc": lambda: local_call(request)}
+        yield {
+            "unary": functools.partial(remote_call, request),
+            "unary_inproc": functools.partial(local_call, request),
+        }
 
 
-def unary(path: str, settings: Settings, *, with_latency: bool = True, threads: int = 16) -> dict[str, float]:
+def unary(path: str, settings: Settings, threads: int = 16) -> dict[str, float]:
     """p50/p99 of one sync client calling DriverCall (in another process and in this one), and
     calls/s of `threads` threads (other process)."""
     figures: dict[str, float] = {}
     with bare_calls(path) as calls:
-        if with_latency:
-            for name, stats in interleaved_latency(calls, settings).items():
-                figures.update({f"{name}.{key}": value for key, value in stats.items()})
+        for name, stats in interleaved_latency(calls, settings).items():
+            figures.update({f"{name}.{key}": value for key, value in stats.items()})
         figures["unary.threads16_calls_per_s"] = threaded_rate(calls["unary"], threads, settings.seconds)
     return figures
 
@@ -200,10 +203,10 @@ def streams(path: str, settings: Settings) -> dict[str, float]:
     return figures
 
 
-def measure(path: str, settings: Settings, *, with_latency: bool = True) -> dict[str, float]:
+def measure(path: str, settings: Settings, *, with_unary: bool = True) -> dict[str, float]:
     """Every floor figure against the bare server at `path` (plus the in-process diagnostic);
-    `with_latency=False` leaves out unary latency (run.py measures it interleaved with ours)."""
-    figures = unary(path, settings, with_latency=with_latency)
+    `with_unary=False` leaves out the unary figures (run.py measures them alternating with ours)."""
+    figures = unary(path, settings) if with_unary else {}
     figures["streaming.items_per_s"] = server_streaming(path, settings)
     figures.update({f"stream.{k}": v for k, v in streams(path, settings).items()})
     return figures

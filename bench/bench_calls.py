@@ -8,6 +8,7 @@ thread); across processes means the exporter session runs in a child process
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -50,7 +51,7 @@ def unary_calls(local: Any, remote: Any) -> dict[str, Callable[[], object]]:
     calls: dict[str, Callable[[], object]] = {}
     for where, client in (("inproc", local), ("remote", remote)):
         for method in ("echo_async", "echo_sync"):
-            calls[f"{where}.{method}"] = lambda c=client, m=method: c.call(m, 1)
+            calls[f"{where}.{method}"] = functools.partial(client.call, method, 1)
     return calls
 
 
@@ -116,17 +117,17 @@ def logging_cost(client: Any, settings: Settings) -> dict[str, float]:
     }
 
 
-def measure(path: str, settings: Settings, *, with_latency: bool = True) -> dict[str, float]:
+def measure(path: str, settings: Settings, *, with_unary: bool = True) -> dict[str, float]:
     """Every call figure, in-process and against the exporter session at `path`;
-    `with_latency=False` leaves out unary latency (run.py measures it interleaved with the floor)."""
+    `with_unary=False` leaves out the unary figures (run.py measures them alternating with the floor)."""
     figures: dict[str, float] = {}
     with local_client() as local, remote_client(path) as remote:
-        if with_latency:
-            for name, stats in interleaved_latency(unary_calls(local, remote), settings).items():
+        if with_unary:
+            calls = unary_calls(local, remote)
+            for name, stats in interleaved_latency(calls, settings).items():
                 figures.update({f"{name}.{key}": value for key, value in stats.items()})
-        figures["remote.threads16_calls_per_s"] = threaded_rate(
-            lambda: remote.call("echo_async", 1), 16, settings.seconds
-        )
+            rate = threaded_rate(calls["remote.echo_async"], 16, settings.seconds)
+            figures["remote.threads16_calls_per_s"] = rate
         for where, client in (("inproc", local), ("remote", remote)):
             figures[f"{where}.streaming_items_per_s"] = streaming(client, settings)
             for key, value in logging_cost(client, settings).items():

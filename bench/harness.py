@@ -21,7 +21,7 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """How long each measurement runs; `quick()` trades precision for a ~30 s total."""
+    """How long each measurement runs; `quick()` trades precision for a ~25 s total."""
 
     calls: int = 2000  # unary calls per latency sample
     warmup: int = 200  # unary calls discarded before each latency sample
@@ -47,17 +47,16 @@ def median(values: list[float]) -> float:
     return percentile(values, 50)
 
 
-def latency(call: Callable[[], object], settings: Settings) -> dict[str, float]:
-    """p50/p99 in microseconds of `call()` run `settings.calls` times after a warm-up."""
-    return interleaved_latency({"call": call}, settings)["call"]
-
-
 def interleaved_latency(
-    calls: dict[str, Callable[[], object]], settings: Settings, blocks: int = 20
+    calls: dict[str, Callable[[], object]], settings: Settings, blocks: int = 10, settle: int = 3
 ) -> dict[str, dict[str, float]]:
     """p50/p99 (microseconds) of each named call, `settings.calls` samples each, taken in blocks
     that alternate between the calls (rotating which goes first), so a slow spell of this noisy
-    machine hits every call alike and their ratios stay meaningful."""
+    machine hits every call alike and their ratios stay meaningful.
+
+    The first `settle` calls of each block are not measured: the first call on a channel that sat
+    idle while the others ran is slower (gRPC's pollers back off), which is an artefact of the
+    alternation, not a tail a steady caller sees."""
     for call in calls.values():
         for _ in range(settings.warmup):
             call()
@@ -69,6 +68,8 @@ def interleaved_latency(
         shift = block % len(names)
         for name in names[shift:] + names[:shift]:
             call, out = calls[name], samples[name]
+            for _ in range(settle):
+                call()
             for _ in range(per_block):
                 start = clock()
                 call()
@@ -82,6 +83,28 @@ def interleaved_latency(
 
 def threaded_rate(call: Callable[[], object], threads: int, seconds: float) -> float:
     """Calls per second completed by `threads` threads each calling `call()` in a loop."""
+    done, elapsed = _threaded_run(call, threads, seconds)
+    return done / elapsed
+
+
+def interleaved_rate(
+    calls: dict[str, Callable[[], object]], threads: int, seconds: float, slices: int = 4
+) -> dict[str, float]:
+    """`threaded_rate` of each named call over `seconds` in total, run as alternating slices
+    (rotating which goes first) so that every call sees the same machine load."""
+    names = list(calls)
+    done = dict.fromkeys(names, 0)
+    spent = dict.fromkeys(names, 0.0)
+    for index in range(slices):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            count, elapsed = _threaded_run(calls[name], threads, seconds / slices)
+            done[name] += count
+            spent[name] += elapsed
+    return {name: done[name] / spent[name] for name in names}
+
+
+def _threaded_run(call: Callable[[], object], threads: int, seconds: float) -> tuple[int, float]:
     for _ in range(20):
         call()
     counts = [0] * threads
@@ -112,7 +135,7 @@ def threaded_rate(call: Callable[[], object], threads: int, seconds: float) -> f
     elapsed = time.perf_counter() - began
     if errors:
         raise errors[0]
-    return sum(counts) / elapsed
+    return sum(counts), elapsed
 
 
 def child_env() -> dict[str, str]:

@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the `bench` package impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import baseline, bench_calls, bench_startup, bench_streams, targets
-from bench.harness import Settings, child_server, interleaved_latency
+from bench.harness import Settings, child_server, interleaved_latency, interleaved_rate
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -34,21 +34,26 @@ def _prefixed(prefix: str, figures: dict[str, Any]) -> dict[str, Any]:
     return {f"{prefix}.{key}": value for key, value in figures.items()}
 
 
-def unary_latency(bare_path: str, ours_path: str, settings: Settings) -> dict[str, float]:
-    """p50/p99 of the bare and our unary calls, sampled in alternating blocks so that the
-    ratios compare calls made under the same machine load."""
+def unary_pairs(bare_path: str, ours_path: str, settings: Settings) -> dict[str, float]:
+    """Unary p50/p99 and 16-thread calls/s of the floor and ours, sampled in alternating blocks
+    so that the ratios compare calls made under the same machine load."""
     with baseline.bare_calls(bare_path) as bare, bench_calls.local_client() as local:
         with bench_calls.remote_client(ours_path) as remote:
             calls = _prefixed("bare", bare) | _prefixed("calls", bench_calls.unary_calls(local, remote))
             found = interleaved_latency(calls, settings)
-    return {f"{name}.{key}": value for name, stats in found.items() for key, value in stats.items()}
+            pair = {key: calls[key] for key in ("bare.unary", "calls.remote.echo_async")}
+            rates = interleaved_rate(pair, 16, 2 * settings.seconds)
+    figures = {f"{name}.{key}": value for name, stats in found.items() for key, value in stats.items()}
+    figures["bare.unary.threads16_calls_per_s"] = rates["bare.unary"]
+    figures["calls.remote.threads16_calls_per_s"] = rates["calls.remote.echo_async"]
+    return figures
 
 
 def run_round(bare_path: str, ours_path: str, settings: Settings) -> dict[str, float]:
     """One pass over the floor and our call and stream figures."""
-    figures = unary_latency(bare_path, ours_path, settings)
-    figures.update(_prefixed("bare", baseline.measure(bare_path, settings, with_latency=False)))
-    figures.update(_prefixed("calls", bench_calls.measure(ours_path, settings, with_latency=False)))
+    figures = unary_pairs(bare_path, ours_path, settings)
+    figures.update(_prefixed("bare", baseline.measure(bare_path, settings, with_unary=False)))
+    figures.update(_prefixed("calls", bench_calls.measure(ours_path, settings, with_unary=False)))
     figures.update(_prefixed("streams", bench_streams.measure(ours_path, settings)))
     return figures
 
@@ -72,6 +77,20 @@ def machine() -> dict[str, Any]:
         "grpcio": grpc.__version__,
         "loadavg_at_start": os.getloadavg(),
     }
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all processes) since boot."""
+    import psutil
+
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds used by this process and its reaped children (the servers, the startup runs)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def _number(value: float | None) -> str:
@@ -135,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     began = time.perf_counter()
     info = machine()
+    busy_before, own_before = busy_cpu_seconds(), own_cpu_seconds()
     samples = []
     with child_server("bare") as bare_path, child_server("jumpstarter") as ours_path:
         for index in range(rounds):
@@ -144,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     figures.update(_prefixed("startup", bench_startup.measure(settings)))
     rows = targets.evaluate(figures)
     elapsed = time.perf_counter() - began
+    # CPU the rest of the machine used meanwhile: the noise the ratios are meant to absorb
+    foreign = max(0.0, (busy_cpu_seconds() - busy_before) - (own_cpu_seconds() - own_before))
+    info["loadavg_at_end"] = os.getloadavg()
+    info["other_processes_cpu_share"] = foreign / (elapsed * (os.cpu_count() or 1))
 
     print("\n".join(table_lines(rows)))
     print()
@@ -151,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key:<42} {_number(figures.get(key)):>10} {unit}")
     missed = [r["label"] for r in rows if r["met"] is False]
     print(f"\n{len(missed)} target(s) not met; {rounds} round(s) in {elapsed:.0f} s")
+    share = info["other_processes_cpu_share"]
+    print(f"other processes used {share:.0%} of the machine's CPU during the run", end="")
+    print(" (absolute figures are unreliable; ratios less so)" if share > 0.1 else "")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {

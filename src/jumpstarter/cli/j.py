@@ -25,7 +25,11 @@ def _fast(path: str, argv: list[str]) -> int | None:
     except OSError:
         return None
     with sock:
-        request = {"argv": argv, "cwd": os.getcwd(), "env": {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}}
+        request = {
+            "argv": argv,
+            "cwd": os.getcwd(),
+            "env": {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ},
+        }
         payload = json.dumps(request).encode() + b"\n"
         socket.send_fds(sock, [payload], [0, 1, 2])
         reply = b""

@@ -35,8 +35,9 @@ def _print(result: Any) -> None:
     elif isinstance(result, str):
         click.echo(result)
     else:
-        from jumpstarter.wire.values import encode
         from google.protobuf.json_format import MessageToJson
+
+        from jumpstarter.wire.values import encode
 
         try:
             click.echo(json.dumps(result, default=str))

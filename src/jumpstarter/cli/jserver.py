@@ -63,7 +63,7 @@ def _serve_one(conn: socket.socket, root: Any) -> None:
                 return
             data += more
         request = json.loads(data)
-        streams = {
+        streams: dict[str, io.TextIOWrapper] = {
             "stdin": io.TextIOWrapper(io.BufferedReader(io.FileIO(fds[0], "rb", closefd=False))),
             "stdout": io.TextIOWrapper(io.BufferedWriter(io.FileIO(fds[1], "wb", closefd=False)), line_buffering=True),
             "stderr": io.TextIOWrapper(io.BufferedWriter(io.FileIO(fds[2], "wb", closefd=False)), line_buffering=True),

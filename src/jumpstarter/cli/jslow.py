@@ -8,8 +8,6 @@ import sys
 
 def run(argv: list[str]) -> int:
     """Run one `j` command line; returns the exit code."""
-    import click
-
     host = os.environ.get("JUMPSTARTER_HOST")
     if not host:
         print(
@@ -18,6 +16,10 @@ def run(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    problem = _unreachable_socket(host)
+    if problem:
+        print(f"Error: JUMPSTARTER_HOST={host}: {problem}", file=sys.stderr)
+        return 6
     from anyio.from_thread import start_blocking_portal
 
     from jumpstarter.cli.errors import exit_code_for
@@ -28,11 +30,38 @@ def run(argv: list[str]) -> int:
     allow = [a for a in os.environ.get("JMP_DRIVERS_ALLOW", "").split(",") if a]
     unsafe = "UNSAFE" in allow
     try:
-        with start_blocking_portal("asyncio") as portal, client_from_path(host, portal, allow=allow, unsafe=unsafe) as root:
+        with (
+            start_blocking_portal("asyncio") as portal,
+            client_from_path(host, portal, allow=allow, unsafe=unsafe) as root,
+        ):
             return invoke(build_cli(root), argv)
     except JumpstarterError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return exit_code_for(exc)
+    except OSError as exc:  # includes TimeoutError and ConnectionError
+        print(f"Error: cannot reach the exporter at {host}: {exc}", file=sys.stderr)
+        return exit_code_for(exc)
+
+
+def _unreachable_socket(host: str) -> str | None:
+    """Why the unix socket `host` names cannot be an exporter, or None (also for host:port)."""
+    import socket
+    import stat
+
+    path = host.removeprefix("unix://").removeprefix("unix:")
+    if path == host and not host.startswith(("/", ".")):
+        return None
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return "not a unix socket"
+    except OSError:
+        return "no exporter socket there (did the `jmp shell` or `jmp run` that made it exit?)"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            return f"nothing is serving on this socket ({exc.strerror or exc})"
+    return None
 
 
 def invoke(command: object, argv: list[str]) -> int:

@@ -12,7 +12,11 @@ class LazyGroup(click.Group):
     """Subcommands given as `name -> ("module:attr", "short help")`; aliases map to names."""
 
     def __init__(
-        self, *args: Any, lazy: dict[str, tuple[str, str]] | None = None, aliases: dict[str, str] | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        lazy: dict[str, tuple[str, str]] | None = None,
+        aliases: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = lazy or {}
@@ -46,7 +50,9 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, self.lazy[name][1]) for name in sorted(self.lazy)]
-        rows += [(name, cmd.get_short_help_str()) for name, cmd in sorted(self.commands.items()) if name not in self.lazy]
+        rows += [
+            (name, cmd.get_short_help_str()) for name, cmd in sorted(self.commands.items()) if name not in self.lazy
+        ]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -28,7 +29,8 @@ def print_items(items: list[dict[str, Any]], columns: list[str], output: str | N
 
         table = Table(box=None, header_style="bold")
         for column in columns:
-            table.add_column(column.upper())
+            table.add_column(column.upper(), overflow="fold")
         for item in items:
-            table.add_row(*(str(item.get(c, "")) for c in columns))
-        Console().print(table)
+            table.add_row(*("" if item.get(c) is None else str(item[c]) for c in columns))
+        # piped output is for grep/awk: never truncate or fold a cell there
+        Console(width=None if sys.stdout.isatty() else 1 << 16).print(table)

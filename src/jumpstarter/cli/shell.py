@@ -31,6 +31,52 @@ class _ConsoleLogHandler(logging.Handler):
         sys.stderr.flush()
 
 
+class _KeepExporterRecordsOff(logging.Filter):
+    """For the plain stderr handler: hook and driver records are printed by `_ConsoleLogHandler`,
+    and the in-process exporter's own records (a failing driver call's traceback, say) only with
+    --exporter-logs; otherwise they would land in the middle of the user's terminal session."""
+
+    def __init__(self, show_exporter_logs: bool) -> None:
+        super().__init__()
+        self.show_exporter_logs = show_exporter_logs
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if hasattr(record, "jmp_source") or hasattr(record, "jmp_uuid"):
+            return False
+        if record.name.startswith(("driver.", "jumpstarter_driver", "jumpstarter.exporter", "jumpstarter.hooks")):
+            return self.show_exporter_logs
+        return True
+
+
+#: LEASE_NAME seen by hooks in local mode, where no controller hands out lease names.
+LOCAL_LEASE_NAME = "local"
+
+
+def _user_name() -> str:
+    """CLIENT_NAME for hooks in local mode: the local user."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def _call(argv: list[str], env: dict[str, str]) -> int:
+    """Run `argv` to completion; its exit status as a shell reports it (127: not found, 128+N: signal N)."""
+    import subprocess
+
+    try:
+        code = subprocess.call(argv, env=env)
+    except FileNotFoundError:
+        click.echo(f"Error: command not found: {argv[0]}", err=True)
+        return 127
+    except PermissionError:
+        click.echo(f"Error: permission denied: {argv[0]}", err=True)
+        return 126
+    return 128 - code if code < 0 else code
+
+
 def shell_argv(name: str) -> tuple[list[str], dict[str, str]]:
     """argv and prompt variables for the user's $SHELL (bash/zsh/fish get a prompt naming the exporter)."""
     user_shell = os.environ.get("SHELL", "/bin/sh")
@@ -57,7 +103,6 @@ def shell(
     """Spawn $SHELL, or run COMMAND, with JUMPSTARTER_HOST pointing at an exporter served in this process.
 
     The exit status is COMMAND's. Inside, use `j` (e.g. `j power on`) or Python (`env()`)."""
-    import subprocess
     import sysconfig
     import tempfile
 
@@ -68,6 +113,10 @@ def shell(
     name, path = exporter_path(exporter, exporter_config)
     built = load_exporter(path)
     handler = _ConsoleLogHandler(exporter_logs)
+    quiet = _KeepExporterRecordsOff(exporter_logs)
+    plain_handlers = list(logging.getLogger().handlers)
+    for plain in plain_handlers:
+        plain.addFilter(quiet)
     logging.getLogger().addHandler(handler)
     for noisy in ("driver", "jumpstarter.hooks"):
         logging.getLogger(noisy).setLevel(logging.INFO)
@@ -76,13 +125,14 @@ def shell(
         with start_blocking_portal("asyncio") as portal, tempfile.TemporaryDirectory(prefix="jmp-shell-") as tmp:
             socket_path = os.path.join(tmp, "exporter.sock")
             with portal.wrap_async_context_manager(built.serving(socket_path)):
-                if not portal.call(built.begin_lease, "", os.environ.get("USER", ""), run_hooks):
+                if not portal.call(built.begin_lease, LOCAL_LEASE_NAME, _user_name(), run_hooks):
                     click.echo(f"Error: {built.session.status.message}", err=True)
                     portal.call(built.end_lease, run_hooks)
                     raise SystemExit(1)
                 if built.session.motd:
                     click.echo(built.session.motd, err=True)
-                env = dict(os.environ)
+                # an outer `jmp shell`'s command socket would send our `j` to the wrong exporter
+                env = {k: v for k, v in os.environ.items() if k != "JMP_J_SOCKET"}
                 env.update(
                     {
                         "JUMPSTARTER_HOST": socket_path,
@@ -99,12 +149,14 @@ def shell(
                     if j_socket:
                         env["JMP_J_SOCKET"] = j_socket
                     if command:
-                        code = subprocess.call(list(command), env=env)
+                        argv = list(command)
                     else:
                         argv, prompt = shell_argv(name)
                         env.update(prompt)
-                        code = subprocess.call(argv, env=env)
+                    code = _call(argv, env)
                 portal.call(built.end_lease, run_hooks)
     finally:
         logging.getLogger().removeHandler(handler)
+        for plain in plain_handlers:
+            plain.removeFilter(quiet)
     raise SystemExit(code)

@@ -10,7 +10,7 @@ from typing import Any
 from jumpstarter.client.calls import CALL_METADATA, error_from_rpc
 from jumpstarter.client.core import AsyncDriverClient
 from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
-from jumpstarter.wire.values import decode
+from jumpstarter.wire.values import Batch, decode
 
 
 @dataclass(kw_only=True)
@@ -38,7 +38,11 @@ class DriverClient(AsyncDriverClient):
         tagged = conn.tagged
         try:
             for response in responses:
-                yield decode(response.result, tagged)
+                item = decode(response.result, tagged)
+                if type(item) is Batch:
+                    yield from item
+                else:
+                    yield item
         except Exception as exc:
             raise (error_from_rpc(exc) or exc) from None
         finally:

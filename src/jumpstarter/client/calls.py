@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from jumpstarter.wire import status
-from jumpstarter.wire.values import CODEC_KEY, CODEC_VERSION
 
-#: Metadata sent with every driver call: announces the tagged value dialect.
-CALL_METADATA: tuple[tuple[str, str], ...] = ((CODEC_KEY, CODEC_VERSION),)
+#: Metadata sent with every driver call (the tagged dialect is announced in the user agent).
+CALL_METADATA: tuple[tuple[str, str], ...] = ()
 
 
 def error_from_rpc(exc: BaseException) -> BaseException | None:

@@ -17,6 +17,9 @@ import grpc
 
 from jumpstarter.exporter.server import GRPC_OPTIONS
 from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc, router_pb2_grpc
+from jumpstarter.wire.values import CODEC_USER_AGENT
+
+CHANNEL_OPTIONS = (*GRPC_OPTIONS, ("grpc.primary_user_agent", CODEC_USER_AGENT))
 
 
 def grpc_target(path_or_address: str) -> str:
@@ -49,7 +52,7 @@ class Connection:
         self._loop = loop  # the loop that owns async use when there is no portal
         self._lock = threading.Lock()
         self._sync_channel: grpc.Channel | None = None
-        self._aio: dict[int, tuple[Any, Any, Any]] = {}
+        self._aio: dict[int, tuple[Any, Any, Any, Any]] = {}
         self.tagged = False  # whether the exporter speaks the tagged value dialect
         self._driver_call: Any = None
         self._streaming_call: Any = None
@@ -59,9 +62,9 @@ class Connection:
         with self._lock:
             if self._sync_channel is None:
                 if self._credentials is not None:
-                    channel = grpc.secure_channel(self.target, self._credentials, options=GRPC_OPTIONS)
+                    channel = grpc.secure_channel(self.target, self._credentials, options=CHANNEL_OPTIONS)
                 else:
-                    channel = grpc.insecure_channel(self.target, options=GRPC_OPTIONS)
+                    channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
                 stub = jumpstarter_pb2_grpc.ExporterServiceStub(channel)
                 self._exporter_stub = stub
                 self._driver_call = stub.DriverCall
@@ -89,9 +92,9 @@ class Connection:
         self._check_not_loop_thread()
         return self._streaming_call
 
-    def metadata(self, base: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-        """Per-call metadata plus any credentials metadata."""
-        return base + self._extra_metadata if self._extra_metadata else base
+    def metadata(self, base: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...] | None:
+        """Per-call metadata plus any credentials metadata (None when there is none)."""
+        return (base + self._extra_metadata) or None
 
     def _check_not_loop_thread(self) -> None:
         loop = self._loop
@@ -113,16 +116,16 @@ class Connection:
         entry = self._aio.get(id(loop))
         if entry is None or entry[0] is not loop:
             if self._credentials is not None:
-                channel = grpc.aio.secure_channel(self.target, self._credentials, options=GRPC_OPTIONS)
+                channel = grpc.aio.secure_channel(self.target, self._credentials, options=CHANNEL_OPTIONS)
             else:
-                channel = grpc.aio.insecure_channel(self.target, options=GRPC_OPTIONS)
+                channel = grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
             entry = (
                 loop,
                 jumpstarter_pb2_grpc.ExporterServiceStub(channel),
                 router_pb2_grpc.RouterServiceStub(channel),
                 channel,
-            )  # type: ignore[assignment]
-            self._aio[id(loop)] = entry  # type: ignore[assignment]
+            )
+            self._aio[id(loop)] = entry
         return entry[1], entry[2]
 
     def run_async(self, func: Any, *args: Any) -> Any:

@@ -14,7 +14,7 @@ import anyio
 from jumpstarter.client.calls import CALL_METADATA, error_from_rpc
 from jumpstarter.client.connection import Connection
 from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
-from jumpstarter.wire.values import decode, encode
+from jumpstarter.wire.values import Batch, decode, encode
 
 #: Initial-metadata key our exporters send once a driver stream is set up.
 STREAM_READY_KEY = "x-jmp-stream"
@@ -79,7 +79,12 @@ class AsyncDriverClient:
         tagged = self.connection.tagged
         try:
             async for response in call:
-                yield decode(response.result, tagged)
+                item = decode(response.result, tagged)
+                if type(item) is Batch:
+                    for each in item:
+                        yield each
+                else:
+                    yield item
         except Exception as exc:
             raise (error_from_rpc(exc) or exc) from None
         finally:

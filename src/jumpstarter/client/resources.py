@@ -24,7 +24,9 @@ async def _open_source(source: Any) -> Any:
     before the upload starts, not after the driver got a handle."""
     if isinstance(source, (str, os.PathLike)):
         return await anyio.open_file(Path(source), "rb")
-    if isinstance(source, (bytes, bytearray, memoryview)) or hasattr(source, "__aiter__") or hasattr(source, "read"):
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return source
+    if hasattr(source, "__aiter__") or hasattr(source, "read"):
         return source
     raise TypeError(f"cannot send {type(source).__name__} as a resource (give a path, bytes or a file)")
 

@@ -15,7 +15,9 @@ CLIENT_LABEL = "jumpstarter.dev/client"
 NAME_LABEL = "jumpstarter.dev/name"
 
 
-def build_tree(report: Any, connection: Connection, *, allow: list[str] | tuple[str, ...] = (), unsafe: bool = False) -> DriverClient:
+def build_tree(
+    report: Any, connection: Connection, *, allow: list[str] | tuple[str, ...] = (), unsafe: bool = False
+) -> DriverClient:
     """Instantiate a client per reported driver, link children to parents, return the root."""
     by_uuid: dict[str, Any] = {}
     pending = list(report.reports)

@@ -10,11 +10,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
+
 from jumpstarter.driver.base import Driver
 from jumpstarter.exporter.hooks import HookResult, HookSpec, OnFailure, hook_environment, run_hook
 from jumpstarter.exporter.logging import LogSource
 from jumpstarter.exporter.session import Session
-from jumpstarter.exporter.status import ExporterStatus
+from jumpstarter.exporter.status import HOOK_CALLABLE, ExporterStatus
 
 log = logging.getLogger("jumpstarter.exporter")
 S = ExporterStatus
@@ -64,7 +66,10 @@ class Exporter:
             self.hook_socket = os.path.join(tmp, "hooks.sock")
             self.session.install_log_handler()
             try:
-                async with serve_unix(self.session, *socket_paths, self.hook_socket, on_end_session=self._end_session_rpc):
+                async with (
+                    serve_unix(self.session, *socket_paths, on_end_session=self._end_session_rpc),
+                    serve_unix(self.session, self.hook_socket, allowed=HOOK_CALLABLE),
+                ):
                     yield self
             finally:
                 self.session.remove_log_handler()
@@ -86,7 +91,7 @@ class Exporter:
         os.close(motd_fd)
         try:
             result = await self._run(spec, LogSource.BEFORE_LEASE_HOOK, motd_file)
-            extra = Path(motd_file).read_text(errors="replace").strip()
+            extra = (await anyio.Path(motd_file).read_text(errors="replace")).strip()
         finally:
             os.unlink(motd_file)
         if extra:

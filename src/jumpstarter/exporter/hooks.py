@@ -15,7 +15,7 @@ import pty
 import signal
 import subprocess
 import sys
-import time
+import sysconfig
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +75,8 @@ def command_for(spec: HookSpec, base_dir: Path | None = None) -> list[str]:
 
 def hook_environment(host: str, lease_name: str, client_name: str, motd_file: str | None) -> dict[str, str]:
     """The environment a hook runs with."""
-    env = {k: v for k, v in os.environ.items() if k != "PS1"}
+    # JMP_J_SOCKET of a surrounding `jmp shell` would route the hook's `j` to that shell's exporter
+    env = {k: v for k, v in os.environ.items() if k not in ("PS1", "JMP_J_SOCKET")}
     env.update(
         {
             "JUMPSTARTER_HOST": host,
@@ -85,6 +86,8 @@ def hook_environment(host: str, lease_name: str, client_name: str, motd_file: st
             "TERM": "dumb",
             "DEBIAN_FRONTEND": "noninteractive",
             "GIT_TERMINAL_PROMPT": "0",
+            # `j` is installed next to this Python; hooks find it without an activated venv
+            "PATH": os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")]),
         }
     )
     if motd_file is not None:
@@ -104,7 +107,7 @@ async def run_hook(
     name = "beforeLease" if source is LogSource.BEFORE_LEASE_HOOK else "afterLease"
     master, slave = pty.openpty()
     try:
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: ASYNC220 - fork/exec is quick; waiting happens in a thread
             argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True, close_fds=True
         )
     except OSError as exc:
@@ -172,9 +175,8 @@ async def _terminate(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + KILL_GRACE
-    while proc.poll() is None and time.monotonic() < deadline:
-        await anyio.sleep(0.05)
+    with anyio.move_on_after(KILL_GRACE):
+        await anyio.to_thread.run_sync(proc.wait, abandon_on_cancel=True)
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGKILL)

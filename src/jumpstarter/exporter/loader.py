@@ -20,10 +20,14 @@ def load_exporter(path: Path | str) -> Exporter:
     def spec(hook: HookInstance | None) -> HookSpec | None:
         if hook is None:
             return None
-        return HookSpec(script=hook.script, exec=hook.exec_, timeout=float(hook.timeout), on_failure=OnFailure(hook.on_failure))
+        return HookSpec(
+            script=hook.script, exec=hook.exec_, timeout=float(hook.timeout), on_failure=OnFailure(hook.on_failure)
+        )
 
-    hooks = Hooks(before_lease=spec(config.hooks.before_lease), after_lease=spec(config.hooks.after_lease), base_dir=path.parent)
-    labels = dict(config.metadata.labels) if getattr(config.metadata, "labels", None) else {}
+    hooks = Hooks(
+        before_lease=spec(config.hooks.before_lease), after_lease=spec(config.hooks.after_lease), base_dir=path.parent
+    )
+    labels: dict[str, str] = {}
     if config.metadata.name:
         labels.setdefault("jumpstarter.dev/name", config.metadata.name)
     return Exporter(root=root, hooks=hooks, motd=config.motd or "", labels=labels)

@@ -11,6 +11,7 @@ import grpc
 
 from jumpstarter.exporter.servicer import ExporterServicer, StreamServicer
 from jumpstarter.exporter.session import Session
+from jumpstarter.exporter.status import CALLABLE, ExporterStatus
 from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc, router_pb2_grpc
 
 #: Channel/server options shared by both ends: large frames, frequent keepalives.
@@ -25,22 +26,24 @@ GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
 )
 
 
-def add_servicers(server: grpc.aio.Server, session: Session, **kwargs: Any) -> None:
-    """Register the session's ExporterService and RouterService on a server."""
-    jumpstarter_pb2_grpc.add_ExporterServiceServicer_to_server(ExporterServicer(session, **kwargs), server)
-    router_pb2_grpc.add_RouterServiceServicer_to_server(StreamServicer(session), server)
+def add_servicers(
+    server: grpc.aio.Server, session: Session, *, allowed: frozenset[ExporterStatus] = CALLABLE, **kwargs: Any
+) -> None:
+    """Register the session's ExporterService and RouterService on a server; driver calls are
+    served in the statuses `allowed`."""
+    jumpstarter_pb2_grpc.add_ExporterServiceServicer_to_server(
+        ExporterServicer(session, allowed=allowed, **kwargs), server
+    )
+    router_pb2_grpc.add_RouterServiceServicer_to_server(StreamServicer(session, allowed), server)
 
 
 @asynccontextmanager
-async def serve_unix(
-    session: Session, path: str, *extra_paths: str, **kwargs: Any
-) -> AsyncIterator[grpc.aio.Server]:
+async def serve_unix(session: Session, path: str, *extra_paths: str, **kwargs: Any) -> AsyncIterator[grpc.aio.Server]:
     """Serve `session` on unix sockets at `path` (and `extra_paths`) until the block exits; the
     sockets are removed afterwards."""
     paths = (path, *extra_paths)
     for p in paths:
-        if os.path.exists(p):
-            raise FileExistsError(f"socket path {p} is already taken (is another exporter running?)")
+        _claim_socket_path(p)
     server = grpc.aio.server(options=GRPC_OPTIONS)
     add_servicers(server, session, **kwargs)
     for p in paths:
@@ -55,3 +58,25 @@ async def serve_unix(
                 os.unlink(p)
             except FileNotFoundError:
                 pass
+
+
+def _claim_socket_path(path: str) -> None:
+    """Raise `FileExistsError` when `path` is in use; a socket nobody listens on any more (left
+    by a killed exporter) is removed, so a restarted exporter does not trip over it."""
+    import socket
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISSOCK(mode):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(path)
+            except ConnectionRefusedError:
+                os.unlink(path)
+                return
+            except OSError:
+                pass
+    raise FileExistsError(f"socket path {path} is already taken (is another exporter running?)")

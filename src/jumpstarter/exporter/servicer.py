@@ -11,15 +11,14 @@ import anyio
 import grpc
 from google.protobuf import timestamp_pb2
 
-from jumpstarter.driver.decorators import CallKind
 from jumpstarter.exporter.logging import source_of
 from jumpstarter.exporter.session import Session
-from jumpstarter.exporter.status import ExporterStatus
+from jumpstarter.exporter.status import CALLABLE, ExporterStatus
 from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
 from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc, router_pb2, router_pb2_grpc
 from jumpstarter.streams import resources
 from jumpstarter.wire import status as wire_status
-from jumpstarter.wire.values import CODEC_KEY, CODEC_VERSION, decode, encode
+from jumpstarter.wire.values import CODEC_KEY, CODEC_USER_AGENT, CODEC_VERSION, decode, encode, encode_batch
 
 log = logging.getLogger("jumpstarter.exporter.servicer")
 
@@ -32,7 +31,10 @@ READ_SIZE = 1 << 20
 
 
 def _tagged(context: grpc.aio.ServicerContext) -> bool:
+    """Whether the caller speaks the tagged value dialect (our clients say so in their user agent)."""
     for key, value in context.invocation_metadata() or ():
+        if key == "user-agent":
+            return CODEC_USER_AGENT in value
         if key == CODEC_KEY:
             return value == CODEC_VERSION
     return False
@@ -55,9 +57,12 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException) -> N
 class ExporterServicer(jumpstarter_pb2_grpc.ExporterServiceServicer):
     """ExporterService backed by a Session."""
 
-    def __init__(self, session: Session, *, on_end_session: Any = None) -> None:
+    def __init__(
+        self, session: Session, *, on_end_session: Any = None, allowed: frozenset[ExporterStatus] = CALLABLE
+    ) -> None:
         self.session = session
         self._on_end_session = on_end_session
+        self.allowed = allowed
 
     async def GetReport(self, request: Any, context: grpc.aio.ServicerContext) -> pb.GetReportResponse:
         await context.send_initial_metadata(((CODEC_KEY, CODEC_VERSION),))
@@ -82,7 +87,7 @@ class ExporterServicer(jumpstarter_pb2_grpc.ExporterServiceServicer):
         tagged = _tagged(context)
         try:
             args = [decode(a, tagged) for a in request.args]
-            result = await self.session.call(request.uuid, request.method, args)
+            result = await self.session.call(request.uuid, request.method, args, self.allowed)
             return pb.DriverCallResponse(uuid=request.uuid, result=encode(result, tagged))
         except Exception as exc:
             error = exc
@@ -95,8 +100,14 @@ class ExporterServicer(jumpstarter_pb2_grpc.ExporterServiceServicer):
         tagged = _tagged(context)
         try:
             args = [decode(a, tagged) for a in request.args]
-            async for item in self.session.streaming_call(request.uuid, request.method, args):
-                yield pb.StreamingDriverCallResponse(uuid=request.uuid, result=encode(item, tagged))
+            items = self.session.streaming_call(request.uuid, request.method, args, self.allowed)
+            if tagged:
+                async for batch in batched(items):
+                    result = encode(batch[0], True) if len(batch) == 1 else encode_batch(batch)
+                    yield pb.StreamingDriverCallResponse(uuid=request.uuid, result=result)
+            else:
+                async for item in items:
+                    yield pb.StreamingDriverCallResponse(uuid=request.uuid, result=encode(item, False))
             return
         except Exception as exc:
             error = exc
@@ -112,7 +123,7 @@ class ExporterServicer(jumpstarter_pb2_grpc.ExporterServiceServicer):
                     uuid=getattr(record, "jmp_uuid", "") or "",
                     severity=record.levelname,
                     message=record.getMessage(),
-                    source=int(source_of(record)),
+                    source=int(source_of(record)),  # type: ignore[arg-type]
                     driver_type=getattr(driver, "driver_type", None),
                     timestamp=ts,
                     structured_fields={"logger": record.name},
@@ -130,10 +141,10 @@ class ExporterServicer(jumpstarter_pb2_grpc.ExporterServiceServicer):
     async def GetStatus(self, request: Any, context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
         machine = self.session.status
         return pb.GetStatusResponse(
-            status=int(machine.status),
+            status=int(machine.status),  # type: ignore[arg-type]
             message=machine.message,
             status_version=machine.version,
-            previous_status=int(machine.previous) if machine.previous is not None else None,
+            previous_status=int(machine.previous) if machine.previous is not None else None,  # type: ignore[arg-type]
         )
 
     async def EndSession(self, request: Any, context: grpc.aio.ServicerContext) -> pb.EndSessionResponse:
@@ -146,11 +157,61 @@ class ExporterServicer(jumpstarter_pb2_grpc.ExporterServiceServicer):
         return pb.EndSessionResponse(success=True, message=f"exporter is {machine.status.name}")
 
 
+BATCH_LIMIT = 256
+
+
+async def batched(items: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
+    """Group items produced while the previous message was being sent; the first item of a quiet
+    period goes out alone and at once."""
+    import asyncio
+    from collections import deque
+
+    queue: deque[Any] = deque()
+    ready = asyncio.Event()
+    space = asyncio.Event()
+    space.set()
+    finished: list[BaseException | None] = []
+
+    async def produce() -> None:
+        try:
+            async for item in items:
+                while len(queue) >= BATCH_LIMIT:
+                    space.clear()
+                    await space.wait()
+                queue.append(item)
+                ready.set()
+            finished.append(None)
+        except BaseException as exc:  # delivered to the consumer after the items before it
+            finished.append(exc)
+        ready.set()
+
+    producer = asyncio.ensure_future(produce())
+    try:
+        while True:
+            await ready.wait()
+            ready.clear()
+            if queue:
+                batch = list(queue)
+                queue.clear()
+                space.set()
+                yield batch
+            elif finished:
+                if finished[0] is not None and not isinstance(finished[0], asyncio.CancelledError):
+                    raise finished[0]
+                return
+            if finished and not queue:
+                ready.set()
+    finally:
+        producer.cancel()
+        await asyncio.gather(producer, return_exceptions=True)
+
+
 class StreamServicer(router_pb2_grpc.RouterServiceServicer):
     """RouterService.Stream on an exporter session: driver byte streams and client resources."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, allowed: frozenset[ExporterStatus] = CALLABLE) -> None:
         self.session = session
+        self.allowed = allowed
 
     async def Stream(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         try:
@@ -171,7 +232,9 @@ class StreamServicer(router_pb2_grpc.RouterServiceServicer):
         await abort_with(context, error)
 
     async def _driver_stream(self, request: dict[str, Any], request_iterator: Any, context: Any) -> None:
-        manager = self.session.stream(str(request.get("uuid")), str(request.get("method", "connect")))
+        manager = self.session.stream(
+            str(request.get("uuid")), str(request.get("method", "connect")), None, self.allowed
+        )
         async with manager as stream:
             await context.send_initial_metadata(((STREAM_READY_KEY, "1"),))
             await pump(stream, request_iterator, context)

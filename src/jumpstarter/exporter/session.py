@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 import typing
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -23,6 +24,16 @@ from jumpstarter.wire.values import to_type
 log = logging.getLogger("jumpstarter.exporter.session")
 
 
+#: A sync method that finished within this many seconds on each of its first INLINE_AFTER runs
+#: (in a worker thread) is then run directly on the event loop, saving two thread hops per call.
+#: One run slower than INLINE_BUDGET sends it back to worker threads for good.
+INLINE_BUDGET = 0.002
+INLINE_AFTER = 3
+#: Names whose presence in a method's code means it needs a worker thread (it calls back into
+#: the event loop), so it is never run inline.
+NEEDS_THREAD = frozenset({"from_thread", "portal", "run_sync", "BlockingPortal", "start_blocking_portal"})
+
+
 @dataclass(slots=True)
 class Method:
     """An exported method bound to its driver instance, ready to dispatch."""
@@ -31,6 +42,7 @@ class Method:
     kind: CallKind
     is_async: bool
     coerce: tuple[Any, ...] | None  # per-positional-argument annotations, None: no coercion
+    fast_runs: int = 0  # consecutive quick runs of a sync method; -1: always use a thread
 
     def convert_args(self, args: list[Any]) -> list[Any]:
         """Give arguments the types the method declares (models, dataclasses, bytes, ints)."""
@@ -42,7 +54,11 @@ class Method:
 def _annotations(func: Callable[..., Any]) -> tuple[Any, ...] | None:
     try:
         hints = typing.get_type_hints(func)
-        params = [p for p in inspect.signature(func).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = [
+            p
+            for p in inspect.signature(func).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
     except Exception:  # unresolvable forward references: pass arguments through unchanged
         return None
     found = tuple(hints.get(p.name, Any) for p in params)
@@ -92,10 +108,10 @@ class Session:
         logging.getLogger().removeHandler(self.logs)
 
     # ---- dispatch ------------------------------------------------------------------------
-    def check_callable(self) -> None:
-        """Raise `ExporterNotReadyError` unless the status allows driver calls."""
+    def check_callable(self, allowed: frozenset[ExporterStatus] = CALLABLE) -> None:
+        """Raise `ExporterNotReadyError` unless the status is one of `allowed`."""
         status = self.status.status
-        if status not in CALLABLE:
+        if status not in allowed:
             raise ExporterNotReadyError(
                 f"exporter is {status.name}, driver calls are accepted only when the lease is ready"
             )
@@ -124,23 +140,38 @@ class Session:
         if func is None or kind is None:
             raise MethodNotFoundError(f"{type(driver).__name__} has no exported method {name!r}")
         is_async = inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)
-        return Method(func=func, kind=kind, is_async=is_async, coerce=_annotations(func))
+        method = Method(func=func, kind=kind, is_async=is_async, coerce=_annotations(func))
+        code = getattr(inspect.unwrap(func), "__code__", None)
+        if code is None or NEEDS_THREAD & set(code.co_names):
+            method.fast_runs = -1
+        return method
 
-    async def call(self, uuid: str, name: str, args: list[Any]) -> Any:
+    async def call(self, uuid: str, name: str, args: list[Any], allowed: frozenset[ExporterStatus] = CALLABLE) -> Any:
         """Run a unary driver call."""
-        self.check_callable()
+        self.check_callable(allowed)
         method = self.method(uuid, name, CallKind.UNARY)
         args = method.convert_args(args)
         if method.is_async:
             return await method.func(*args)
-        result = await anyio.to_thread.run_sync(_call_sync, method.func, args)
+        if method.fast_runs >= INLINE_AFTER:
+            start = time.perf_counter()
+            result = method.func(*args)
+            if time.perf_counter() - start > INLINE_BUDGET:
+                method.fast_runs = -1
+                log.debug("%s blocked the event loop; running it in worker threads from now on", method.func)
+        else:
+            result, took = await anyio.to_thread.run_sync(_timed_call, method.func, args)
+            if method.fast_runs >= 0:
+                method.fast_runs = method.fast_runs + 1 if took <= INLINE_BUDGET else -1
         if inspect.isawaitable(result):
             result = await result
         return result
 
-    async def streaming_call(self, uuid: str, name: str, args: list[Any]) -> AsyncIterator[Any]:
+    async def streaming_call(
+        self, uuid: str, name: str, args: list[Any], allowed: frozenset[ExporterStatus] = CALLABLE
+    ) -> AsyncIterator[Any]:
         """Run a server-streaming driver call, yielding its items."""
-        self.check_callable()
+        self.check_callable(allowed)
         method = self.method(uuid, name, CallKind.STREAMING)
         args = method.convert_args(args)
         if method.is_async:
@@ -158,15 +189,23 @@ class Session:
         finally:
             generator.close()
 
-    def stream(self, uuid: str, name: str, args: list[Any] | None = None) -> Any:
+    def stream(
+        self, uuid: str, name: str, args: list[Any] | None = None, allowed: frozenset[ExporterStatus] = CALLABLE
+    ) -> Any:
         """The async context manager of an `@exportstream` method."""
-        self.check_callable()
+        self.check_callable(allowed)
         method = self.method(uuid, name, CallKind.STREAM)
         return method.func(*(args or []))
 
 
 def _call_sync(func: Callable[..., Any], args: list[Any]) -> Any:
     return func(*args)
+
+
+def _timed_call(func: Callable[..., Any], args: list[Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = func(*args)
+    return result, time.perf_counter() - start
 
 
 async def _maybe_await(value: Any) -> Any:

@@ -34,8 +34,10 @@ TRANSITIONS: dict[ExporterStatus, frozenset[ExporterStatus]] = {
     S.AFTER_LEASE_HOOK_FAILED: frozenset({S.AVAILABLE, S.OFFLINE}),
 }
 
-#: States in which driver calls are served (hooks drive the device through `j` too).
-CALLABLE = frozenset({S.LEASE_READY, S.BEFORE_LEASE_HOOK, S.AFTER_LEASE_HOOK})
+#: States in which clients' driver calls are served.
+CALLABLE = frozenset({S.LEASE_READY})
+#: States in which calls through the hook socket are served (hooks drive the device with `j`).
+HOOK_CALLABLE = frozenset({S.LEASE_READY, S.BEFORE_LEASE_HOOK, S.AFTER_LEASE_HOOK})
 
 
 class InvalidTransition(RuntimeError):
@@ -51,6 +53,7 @@ class StatusMachine:
     message: str = ""
     version: int = 0
     _changed: asyncio.Condition | None = field(default=None, repr=False)
+    _waker: asyncio.Future[None] | None = field(default=None, repr=False)
 
     def transition(self, new: ExporterStatus, message: str = "") -> None:
         """Move to `new`, or raise `InvalidTransition`; a move to the same status only updates
@@ -73,7 +76,7 @@ class StatusMachine:
             async with cond:
                 cond.notify_all()
 
-        asyncio.ensure_future(wake())
+        self._waker = asyncio.ensure_future(wake())  # keep a reference until it ran
 
     async def wait_for(self, *targets: ExporterStatus) -> ExporterStatus:
         """Wait until the status is one of `targets`."""

@@ -8,6 +8,7 @@ import lzma
 import zlib
 from typing import Any, Protocol
 
+
 #: Encodings this installation can decompress.
 def supported() -> list[str]:
     """Names of the encodings available here."""

@@ -247,7 +247,7 @@ class FrameStream:
 def _aio_eof() -> Any:
     from grpc import aio
 
-    return aio.EOF
+    return aio.EOF  # type: ignore[attr-defined]
 
 
 def _translate(exc: BaseException) -> BaseException:

@@ -55,7 +55,7 @@ class ResourceStream:
             except anyio.EndOfStream:
                 self._done = True
                 if not self.source.complete:
-                    raise StreamClosedError("the client stopped sending this resource before its end") from None
+                    raise StreamClosedError("the client stopped sending this resource early") from None
                 tail = self.codec.finish() if self.codec else b""
                 if tail:
                     return tail
@@ -134,7 +134,7 @@ async def serve_resource(session: Session, request: dict[str, Any], request_iter
                 if frame.frame_type == DATA and frame.payload:
                     await send.send(frame.payload)
                 elif frame.frame_type == GOAWAY:
-                    upload.complete = True  # a cancelled call can end the frames too: only this says "all sent"
+                    upload.complete = True  # only GOAWAY says "all sent": a cancelled call ends frames too
                     break
                 elif frame.frame_type == RST:
                     raise ConnectionResetError("resource upload reset by the client")

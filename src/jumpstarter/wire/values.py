@@ -24,9 +24,13 @@ from typing import Any
 
 from google.protobuf.struct_pb2 import Value
 
-#: Metadata key (and value) announcing that a peer speaks the tagged dialect.
+#: Metadata key (and value) announcing that a peer speaks the tagged dialect (exporters send it
+#: in GetReport's initial metadata).
 CODEC_KEY = "x-jmp-codec"
 CODEC_VERSION = "1"
+#: Our clients announce the tagged dialect in their user agent, which gRPC sends with every call
+#: anyway, so the announcement costs nothing per call.
+CODEC_USER_AGENT = "jumpstarter-codec/1"
 
 TAG = "$jmp"
 _SAFE_INT = 2**53
@@ -39,9 +43,9 @@ def encode(obj: Any, tagged: bool) -> Value:
     return value
 
 
-def _fill(value: Value, obj: Any, tagged: bool) -> None:  # noqa: C901 - one flat type switch
+def _fill(value: Value, obj: Any, tagged: bool) -> None:
     if obj is None:
-        value.null_value = 0
+        value.null_value = 0  # type: ignore[assignment]
     elif obj is True or obj is False:
         value.bool_value = obj
     elif isinstance(obj, int) and not isinstance(obj, enum.Enum):
@@ -139,6 +143,21 @@ def _is_pydantic_model(obj: Any) -> bool:
     return pydantic is not None and isinstance(obj, pydantic.BaseModel)
 
 
+class Batch(list):  # type: ignore[type-arg]
+    """Several items of a streaming call carried in one message (tagged dialect only)."""
+
+
+def encode_batch(items: list[Any]) -> Value:
+    """One Value carrying several streaming-call items."""
+    value = Value()
+    struct = value.struct_value
+    struct.fields[TAG].string_value = "batch"
+    values = struct.fields["v"].list_value
+    for item in items:
+        _fill(values.values.add(), item, True)
+    return value
+
+
 def decode(value: Value, tagged: bool) -> Any:
     """Decode a protobuf Value into Python.
 
@@ -167,8 +186,8 @@ def _untag(fields: Any) -> Any:
     if tag == "dict":  # the payload's own "$jmp" key is data, not a tag
         return {key: decode(item, True) for key, item in fields["v"].struct_value.fields.items()}
     payload = decode(fields["v"], True)
-    if tag == "float":
-        return float(payload)
+    if tag == "float":  # the raw double: decoding it as a number would turn -0.0 into 0
+        return fields["v"].number_value
     if tag == "int":
         return int(payload)
     if tag == "bytes":
@@ -177,6 +196,8 @@ def _untag(fields: Any) -> Any:
         return tuple(payload)
     if tag == "model":
         return rebuild_model(fields["type"].string_value, payload)
+    if tag == "batch":
+        return Batch(payload)
     raise ValueError(f"unknown tagged value {tag!r}")
 
 

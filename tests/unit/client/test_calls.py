@@ -135,7 +135,9 @@ def test_sync_driver_methods_run_off_the_event_loop_thread(client: DriverClient)
     assert client.call("thread_name") != loop_thread
 
 
-def test_client_stopping_early_closes_the_driver_generator(client: DriverClient, calculator: Calculator) -> None:
+def test_client_stopping_early_closes_the_driver_generator(
+    client: DriverClient, calculator: Calculator
+) -> None:
     calculator.generator_closed.clear()
     for item in client.streamingcall("count", 10**9):
         if item == 3:
@@ -155,7 +157,11 @@ def test_hundred_concurrent_calls_from_threads(client: DriverClient) -> None:
 
     def one(i: int) -> tuple[int, int, list[int]]:
         start.wait()
-        return i, client.call("add" if i % 2 else "add_async", i, 1000), list(client.streamingcall("count", i % 5))
+        return (
+            i,
+            client.call("add" if i % 2 else "add_async", i, 1000),
+            list(client.streamingcall("count", i % 5)),
+        )
 
     with ThreadPoolExecutor(max_workers=100) as pool:
         results = list(pool.map(one, range(100)))
@@ -239,6 +245,7 @@ def test_wrong_call_style_says_which_to_use(client: DriverClient, style: str, me
 
 # ---- async API -------------------------------------------------------------------------
 
+
 @pytest.mark.anyio
 async def test_call_async_sync_and_async_methods(async_client: Any) -> None:
     assert await async_client.call_async("add", 40, 2) == 42
@@ -261,7 +268,7 @@ async def test_stream_async(async_client: Any) -> None:
 
 @pytest.mark.anyio
 async def test_async_errors_map_like_sync_ones(async_client: Any) -> None:
-    with pytest.raises(MethodNotFoundError, match="streamingcall()"):
+    with pytest.raises(MethodNotFoundError, match=r"streamingcall\(\)"):
         await async_client.call_async("count", 1)
     with pytest.raises(DriverNotFoundError):
         await DriverClient(uuid=str(uuid4()), connection=async_client.connection).call_async("add", 1, 2)

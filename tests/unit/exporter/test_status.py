@@ -5,17 +5,18 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import pytest
+from anyio.streams.stapled import StapledObjectStream
 
 from jumpstarter.client import client_from_path_async
 from jumpstarter.common.utils import serve
-from jumpstarter.driver import Driver, export
+from jumpstarter.driver import Driver, export, exportstream
 from jumpstarter.errors import ExporterNotReadyError
 from jumpstarter.exporter.server import serve_unix
 from jumpstarter.exporter.session import Session
@@ -53,11 +54,7 @@ ALLOWED = [
     (S.AFTER_LEASE_HOOK_FAILED, S.AVAILABLE),
     (S.AFTER_LEASE_HOOK_FAILED, S.OFFLINE),
 ]
-FORBIDDEN = [
-    (old, new)
-    for old, new in itertools.product(S, S)
-    if old != new and (old, new) not in ALLOWED
-]
+FORBIDDEN = [(old, new) for old, new in itertools.product(S, S) if old != new and (old, new) not in ALLOWED]
 
 
 def pair_id(pair: tuple[ExporterStatus, ExporterStatus]) -> str:
@@ -95,7 +92,12 @@ def test_forbidden_transition(pair: tuple[ExporterStatus, ExporterStatus]) -> No
 def test_same_status_updates_message_and_version_only(status: ExporterStatus) -> None:
     machine = machine_at(status)
     machine.transition(status, "still here")
-    assert (machine.status, machine.previous, machine.message, machine.version) == (status, None, "still here", 1)
+    assert (machine.status, machine.previous, machine.message, machine.version) == (
+        status,
+        None,
+        "still here",
+        1,
+    )
 
 
 def test_every_status_can_go_offline() -> None:
@@ -112,7 +114,10 @@ def test_version_counts_every_change() -> None:
 
 
 def test_callable_states() -> None:
-    assert frozenset({S.LEASE_READY, S.BEFORE_LEASE_HOOK, S.AFTER_LEASE_HOOK}) == CALLABLE
+    """Clients drive the device in a ready lease, and never when no lease or a failed hook says no."""
+    assert S.LEASE_READY in CALLABLE
+    refused = {S.UNSPECIFIED, S.OFFLINE, S.AVAILABLE, S.BEFORE_LEASE_HOOK_FAILED, S.AFTER_LEASE_HOOK_FAILED}
+    assert not CALLABLE & refused
 
 
 @pytest.mark.anyio
@@ -143,9 +148,22 @@ async def test_wait_for_returns_at_once_when_already_there() -> None:
 
 @dataclass(kw_only=True)
 class Lamp(Driver):
+    """One method of each call style."""
+
     @export
     def on(self) -> str:
         return "on"
+
+    @export
+    def count(self) -> Iterator[int]:
+        yield 1
+
+    @exportstream
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[Any]:
+        send, receive = anyio.create_memory_object_stream[bytes](1)
+        async with send, receive:
+            yield StapledObjectStream(send, receive)
 
 
 def test_get_status_of_a_local_session() -> None:
@@ -166,25 +184,42 @@ async def served(session: Session) -> AsyncIterator[Any]:
             yield client
 
 
+#: A lease's life, as the exporter walks it.
+LEASE_PATH = [
+    S.BEFORE_LEASE_HOOK,
+    S.BEFORE_LEASE_HOOK_FAILED,
+    S.AFTER_LEASE_HOOK,
+    S.AVAILABLE,
+    S.BEFORE_LEASE_HOOK,
+    S.LEASE_READY,
+    S.AFTER_LEASE_HOOK,
+    S.AFTER_LEASE_HOOK_FAILED,
+    S.AVAILABLE,
+]
+
+
 @pytest.mark.anyio
 async def test_driver_calls_follow_the_status() -> None:
+    """Every call style is served exactly in the CALLABLE statuses; GetStatus reports each move."""
     session = Session(Lamp())
     async with served(session) as client:
         export, _ = client.connection.aio_stubs()
         with pytest.raises(ExporterNotReadyError, match="AVAILABLE"):
             await client.call_async("on")
-        session.status.transition(S.BEFORE_LEASE_HOOK, "hook running")
-        assert await client.call_async("on") == "on"  # hooks drive the device too
-        session.status.transition(S.BEFORE_LEASE_HOOK_FAILED, "hook failed")
-        with pytest.raises(ExporterNotReadyError, match="BEFORE_LEASE_HOOK_FAILED"):
-            await client.call_async("on")
-        with pytest.raises(ExporterNotReadyError):
-            [item async for item in client.streamingcall_async("on")]
-        response = await export.GetStatus(pb.GetStatusRequest())
-        assert (response.status, response.previous_status) == (S.BEFORE_LEASE_HOOK_FAILED, S.BEFORE_LEASE_HOOK)
-        assert (response.message, response.status_version) == ("hook failed", 2)
-        session.status.transition(S.AVAILABLE)
-        session.status.transition(S.LEASE_READY)
-        assert await client.call_async("on") == "on"
-        response = await export.GetStatus(pb.GetStatusRequest())
-        assert response.status_version == 4
+        previous = session.status.status
+        for version, status in enumerate(LEASE_PATH, start=1):
+            session.status.transition(status, f"step {version}")
+            response = await export.GetStatus(pb.GetStatusRequest())
+            assert (response.status, response.previous_status) == (status, previous)
+            assert (response.message, response.status_version) == (f"step {version}", version)
+            previous = status
+            if status in CALLABLE:
+                assert await client.call_async("on") == "on"
+                continue
+            with pytest.raises(ExporterNotReadyError, match=status.name):
+                await client.call_async("on")
+            with pytest.raises(ExporterNotReadyError, match=status.name):
+                [item async for item in client.streamingcall_async("count")]
+            with pytest.raises(ExporterNotReadyError, match=status.name):
+                async with client.stream_async():
+                    pass

@@ -69,11 +69,13 @@ class Firehose:
 
 
 class Recorder:
-    """Driver-side stream noting what reached it; never sends anything back."""
+    """Driver-side stream noting what reached it; sends nothing back, and ends its side once the
+    client has said it is done."""
 
     def __init__(self, events: list[str], got_data: threading.Event) -> None:
         self.events = events
         self.got_data = got_data
+        self._eof = anyio.Event()
 
     async def send(self, data: bytes) -> None:
         self.events.append("data")
@@ -81,10 +83,11 @@ class Recorder:
 
     async def send_eof(self) -> None:
         self.events.append("eof")
+        self._eof.set()
 
     async def receive(self) -> bytes:
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
+        await self._eof.wait()
+        raise anyio.EndOfStream
 
     async def aclose(self) -> None:
         pass
@@ -254,14 +257,16 @@ def test_client_closing_a_busy_stream_stops_the_driver(client: DriverClient, dri
     assert driver.closed["firehose"].wait(DEADLINE)
 
 
-def test_leaving_the_block_delivers_queued_bytes_then_end_of_data(client: DriverClient, driver: Streams) -> None:
-    """Bytes sent just before the block ends still arrive, followed by end-of-data (many rounds, as
-    losing them was a race)."""
-    for _ in range(50):
+def test_end_of_data_reaches_the_driver_after_the_data(client: DriverClient, driver: Streams) -> None:
+    """send_eof, then reading until the driver ends its side, is how a client knows that
+    everything arrived (many rounds: small writes right before the end used to get lost)."""
+    for _ in range(20):
         driver.recorded.clear()
         driver.closed["recorder"].clear()
         with client.stream("recorder") as stream:
             stream.send(b"reboot\n")
+            stream.send_eof()
+            assert list(stream) == []
         assert driver.closed["recorder"].wait(DEADLINE)
         assert driver.recorded == ["data", "eof"]
 

@@ -113,9 +113,7 @@ def test_empty(client: DriverClient, compression: str | None) -> None:
 
 
 @pytest.mark.parametrize("content_encoding", ENCODINGS)
-def test_already_compressed_file(
-    client: DriverClient, tmp_path: Path, content_encoding: str
-) -> None:
+def test_already_compressed_file(client: DriverClient, tmp_path: Path, content_encoding: str) -> None:
     """The driver reads the decompressed bytes of a file that is compressed on disk."""
     path = tmp_path / f"image.bin.{content_encoding}"
     path.write_bytes(COMPRESS[content_encoding](PAYLOAD))
@@ -189,11 +187,12 @@ def leaves(exc: BaseException) -> list[BaseException]:
 
 def test_upload_failing_midway_is_not_taken_for_the_whole_resource(client: DriverClient) -> None:
     """The driver must not see a truncated upload as a complete one (and flash half an image)."""
-    with pytest.raises(Exception) as upload_failure:  # noqa: B017 - inspected below
+    with pytest.raises(Exception) as upload_failure:
         with client.resource(FailingReader()) as handle:
-            with pytest.raises(Exception) as call_failure:  # noqa: B017 - inspected below
+            # StreamClosedError while reading, or FileNotFoundError if the upload was gone before the
+            # driver opened it; never a digest of the first 1000 bytes
+            with pytest.raises((StreamClosedError, FileNotFoundError)):
                 client.call("sha256", handle)
-    assert isinstance(call_failure.value, (StreamClosedError, FileNotFoundError)), call_failure.value
     assert any(isinstance(e, OSError) and "USB stick removed" in str(e) for e in leaves(upload_failure.value))
     with client.resource(PAYLOAD) as handle:  # the exporter is fine afterwards
         assert client.call("sha256", handle) == digest(PAYLOAD)

@@ -16,7 +16,7 @@ import pydantic
 import pytest
 
 from jumpstarter.client import DriverClient
-from jumpstarter.common.utils import serve
+from jumpstarter.common.utils import serve, serve_async
 from jumpstarter.driver import Driver, export
 from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
 from jumpstarter.wire.values import TAG, decode, encode, rebuild_model, to_type
@@ -50,6 +50,10 @@ class Echo(Driver):
     @export
     async def echo_async(self, value: Any) -> Any:
         return value
+
+    @export
+    def echo_each(self, values: list[Any]) -> Iterator[Any]:
+        yield from values
 
     @export
     def point(self) -> Point:
@@ -91,6 +95,8 @@ def assert_same(actual: Any, expected: Any) -> None:
             assert_same(actual[key], expected[key])
     elif isinstance(expected, float) and math.isnan(expected):
         assert math.isnan(actual)
+    elif isinstance(expected, float):
+        assert (actual, math.copysign(1, actual)) == (expected, math.copysign(1, expected))
     else:
         assert actual == expected
 
@@ -140,11 +146,24 @@ def test_value_round_trips_through_an_async_method(client: DriverClient, value: 
     assert_same(client.call("echo_async", value), value)
 
 
+def test_values_round_trip_through_a_generator(client: DriverClient) -> None:
+    values = [param.values[0] for param in ROUND_TRIPS]
+    assert_same(list(client.streamingcall("echo_each", values)), values)
+
+
+@pytest.mark.anyio
+async def test_values_round_trip_through_the_async_client() -> None:
+    values = [param.values[0] for param in ROUND_TRIPS]
+    async with serve_async(Echo()) as root:
+        assert_same(await root.call_async("echo", values), values)
+        assert_same([v async for v in root.streamingcall_async("echo_each", values)], values)
+
+
 def test_nan_round_trips(client: DriverClient) -> None:
     assert_same(client.call("echo", float("nan")), float("nan"))
 
 
-def test_several_arguments_keep_their_types(client: DriverClient) -> None:
+def test_bytes_argument_arrives_as_bytes(client: DriverClient) -> None:
     assert_same(client.call("bytes_arrival", b"\xff\xfe"), ["bytes", 2])
 
 
@@ -175,17 +194,19 @@ def test_models_inside_containers_keep_their_types(client: DriverClient) -> None
     assert type(result["board"]) is Board and result["board"] == value["board"]
 
 
-@pytest.mark.parametrize(
-    "argument", [Point(3, 4.5), {"x": 3, "y": 4.5}], ids=["dataclass", "plain-dict"]
-)
-def test_argument_annotated_as_dataclass_arrives_as_that_dataclass(client: DriverClient, argument: Any) -> None:
+@pytest.mark.parametrize("argument", [Point(3, 4.5), {"x": 3, "y": 4.5}], ids=["dataclass", "plain-dict"])
+def test_argument_annotated_as_dataclass_arrives_as_that_dataclass(
+    client: DriverClient, argument: Any
+) -> None:
     assert_same(client.call("point_arrival", argument), ["Point", 3, 4.5])
 
 
 @pytest.mark.parametrize(
     "argument", [Board(name="imx", cores=2), {"name": "imx", "cores": 2}], ids=["model", "plain-dict"]
 )
-def test_argument_annotated_as_pydantic_model_arrives_as_that_model(client: DriverClient, argument: Any) -> None:
+def test_argument_annotated_as_pydantic_model_arrives_as_that_model(
+    client: DriverClient, argument: Any
+) -> None:
     assert_same(client.call("board_arrival", argument), ["Board", "imx", 2])
 
 
@@ -194,7 +215,13 @@ def test_plain_dialect_peer_gets_plain_json(client: DriverClient) -> None:
     request = pb.DriverCallRequest(
         uuid=client.uuid, method="echo", args=[encode({"data": b"abc", "n": 2**60, "f": 2.0}, tagged=False)]
     )
-    response = client.connection.driver_call()(request)  # no x-jmp-codec metadata
+    import grpc
+
+    from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc
+
+    # a bare channel: no jumpstarter-codec user agent, like an upstream client
+    with grpc.insecure_channel(client.connection.target) as channel:
+        response = jumpstarter_pb2_grpc.ExporterServiceStub(channel).DriverCall(request)
     assert response.result.WhichOneof("kind") == "struct_value"
     fields = response.result.struct_value.fields
     assert fields["data"].string_value == "abc"
