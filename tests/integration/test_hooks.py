@@ -56,7 +56,7 @@ def test_python_hook_files_by_extension_and_exec(cli: Cli) -> None:
         "    print('python hook:', root.children['lamp'].call('on', 77))\n"
     )
     # no .py extension: only `exec` makes this run as Python
-    (cli.tmp / "after-hook").write_text("import sys\nprint('after hook ran by', 'python' if sys.version_info else '')\n")
+    (cli.tmp / "after-hook").write_text("import sys\nprint('after hook ran by', sys.implementation.name)\n")
     config = cli.exporter_config(hooks=hooks(
         {"script": "before.py", "onFailure": "endLease"},
         {"script": "after-hook", "exec": sys.executable, "onFailure": "endLease"},
@@ -65,7 +65,7 @@ def test_python_hook_files_by_extension_and_exec(cli: Cli) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == "77\n"
     assert "[beforeLease] python hook: on at 77%" in result.stderr
-    assert "[afterLease] after hook ran by python" in result.stderr
+    assert "[afterLease] after hook ran by cpython" in result.stderr
 
 
 def test_hook_ignoring_sigterm_is_killed_after_timeout(cli: Cli) -> None:

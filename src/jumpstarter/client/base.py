@@ -115,6 +115,8 @@ class StubDriverClient(DriverClient):
         children = self.__dict__.get("children")
         if children is not None and name in children:
             return children[name]
+        if name.startswith("_"):  # keep hasattr()/copy/pickle probing working
+            raise AttributeError(name)
         from jumpstarter.errors import MissingDriverClientError
 
         raise MissingDriverClientError(self.__dict__.get("reason") or "driver client unavailable")

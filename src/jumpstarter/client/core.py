@@ -123,6 +123,7 @@ class AsyncDriverClient:
                 raise (error_from_rpc(exc) or exc) from None
         stream = FrameStream(call)
         stream.initial_metadata = keys  # type: ignore[attr-defined]
+        stream.acks_eof = STREAM_READY_KEY in keys
         return stream
 
     @asynccontextmanager

@@ -25,6 +25,9 @@ log = logging.getLogger("jumpstarter.exporter.servicer")
 DATA = router_pb2.FRAME_TYPE_DATA
 GOAWAY = router_pb2.FRAME_TYPE_GOAWAY
 RST = router_pb2.FRAME_TYPE_RST_STREAM
+PING = router_pb2.FRAME_TYPE_PING
+#: PING payload acknowledging a client's GOAWAY (upstream peers ignore PING frames).
+GOAWAY_ACK = b"jmp-goaway-ack"
 #: Initial-metadata key telling our clients a driver stream is set up.
 STREAM_READY_KEY = "x-jmp-stream"
 READ_SIZE = 1 << 20
@@ -245,6 +248,12 @@ async def pump(stream: Any, request_iterator: Any, context: Any) -> None:
     until both directions have finished."""
     from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
 
+    write_lock = anyio.Lock()
+
+    async def write(frame: Any) -> None:
+        async with write_lock:  # both directions write to the same call
+            await context.write(frame)
+
     async def inbound() -> None:
         try:
             async for frame in request_iterator:
@@ -259,6 +268,8 @@ async def pump(stream: Any, request_iterator: Any, context: Any) -> None:
                 return  # frames ended without GOAWAY: the call was cancelled, which is no half-close
         except (BrokenResourceError, ClosedResourceError):
             return
+        # tell our clients their half-close arrived, so they may end the call without losing it
+        await write(router_pb2.StreamResponse(frame_type=PING, payload=GOAWAY_ACK))
         send_eof = getattr(stream, "send_eof", None)
         if send_eof is not None:
             try:
@@ -273,8 +284,8 @@ async def pump(stream: Any, request_iterator: Any, context: Any) -> None:
                 data = await (stream.receive(READ_SIZE) if byte_stream else stream.receive())
             except (EndOfStream, BrokenResourceError, ClosedResourceError):
                 break
-            await context.write(router_pb2.StreamResponse(payload=bytes(data), frame_type=DATA))
-        await context.write(router_pb2.StreamResponse(frame_type=GOAWAY))
+            await write(router_pb2.StreamResponse(payload=bytes(data), frame_type=DATA))
+        await write(router_pb2.StreamResponse(frame_type=GOAWAY))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(inbound)

@@ -24,6 +24,11 @@ RST = router_pb2.FRAME_TYPE_RST_STREAM
 PING = router_pb2.FRAME_TYPE_PING
 GOAWAY = router_pb2.FRAME_TYPE_GOAWAY
 
+#: PING payload our exporters send once they have read our GOAWAY.
+GOAWAY_ACK = b"jmp-goaway-ack"
+#: How long closing waits for that acknowledgement.
+ACK_TIMEOUT = 5.0
+
 #: Largest payload put in one frame (gRPC's default receive limit is 4 MiB).
 MAX_FRAME = 1 << 20
 #: Buffered bytes (each way) past which writers wait and the reader stops reading.
@@ -55,6 +60,9 @@ class FrameStream:
         self._in_ready_sync = threading.Condition(self._lock)
         self._in_space = asyncio.Event()
         self._closed = False
+        self._eof_acked = asyncio.Event()
+        #: Whether the peer acknowledges half-closes (our exporters say so when the stream opens).
+        self.acks_eof = False
         self._tasks = [
             asyncio.ensure_future(self._writer()),
             asyncio.ensure_future(self._reader()),
@@ -160,6 +168,8 @@ class FrameStream:
                 elif kind == GOAWAY:
                     self._fail(EndOfStream())
                     return
+                elif kind == PING and frame.payload == GOAWAY_ACK:
+                    self._eof_acked.set()
                 elif kind == RST:
                     self._fail(StreamClosedError("stream reset by the other side"))
                     return
@@ -237,10 +247,15 @@ class FrameStream:
         await asyncio.gather(writer, reader, return_exceptions=True)
 
     async def flush_and_close(self) -> None:
-        """Half-close, wait until everything queued has been sent, then close."""
+        """Half-close, wait until everything queued has been sent (and, with our exporters, until
+        the half-close was read), then close."""
         await self.send_eof()
-        writer = self._tasks[0]
+        writer, reader = self._tasks
         await asyncio.gather(writer, return_exceptions=True)
+        if self.acks_eof and not reader.done():
+            acked = asyncio.ensure_future(self._eof_acked.wait())
+            await asyncio.wait({acked, reader}, timeout=ACK_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            acked.cancel()
         await self.aclose()
 
 

@@ -112,7 +112,12 @@ def _fill_object(value: Value, obj: Any, tagged: bool) -> None:
         data = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
         _model(value, obj, data, tagged)
     elif _is_pydantic_model(obj):
-        _model(value, obj, obj.model_dump(mode="json"), tagged)
+        # the tagged dialect carries bytes and big ints itself; plain peers get pydantic's JSON form
+        data = obj.model_dump(mode="python") if tagged else obj.model_dump(mode="json")
+        try:
+            _model(value, obj, data, tagged)
+        except TypeError:
+            _model(value, obj, obj.model_dump(mode="json"), tagged)
     elif hasattr(obj, "_asdict"):
         _fill(value, obj._asdict(), tagged)
     else:
