@@ -92,3 +92,6 @@ def test_run_by_alias_and_missing_alias(cli: Cli) -> None:
     cli.exporter_config().rename(directory / "bench.yaml")
     result = cli.jmp("run", "--exporter", "nope", "--unix-socket", str(cli.socket()))
     assert_clean_failure(result, "'nope'", str(directory), str(cli.system_dir / "exporters"), "bench")
+    unselected = cli.jmp("run", "--unix-socket", str(cli.socket()))
+    assert_clean_failure(unselected, "no exporter selected", "--exporter ALIAS (configured: bench)",
+                         "jmp config exporter create")

@@ -22,8 +22,9 @@ NOUN_ALIASES = {"e": "exporter", "c": "client"}
 #: Verb aliases shared with the rest of upstream's CLI.
 VERB_ALIASES = {"ls": "list", "del": "delete", "d": "delete", "c": "create"}
 
-PATH_OUTPUT = click.option("-o", "--output", type=click.Choice(["path"]), default=None,
-                           help="Print only the path of the file.")
+PATH_OUTPUT = click.option(
+    "-o", "--output", type=click.Choice(["path"]), default=None, help="Print only the path of the file."
+)
 NOINTERACTIVE = click.option("--nointeractive", is_flag=True, help="Never prompt; use the flags as given.")
 INSECURE_TLS = click.option("-k", "--insecure-tls", is_flag=True, help="Do not verify the endpoint's TLS certificate.")
 FORCE = click.option("--force", is_flag=True, help="Overwrite an existing config of the same alias.")
@@ -63,8 +64,7 @@ def _written(kind: str, alias: str, path: Path, output: str | None) -> None:
         click.echo(f"{kind} config {alias!r} written to {path}")
 
 
-def _print_list(kind: str, items: list[dict[str, Any]], columns: list[str], output: str | None,
-                **header: Any) -> None:
+def _print_list(kind: str, items: list[dict[str, Any]], columns: list[str], output: str | None, **header: Any) -> None:
     """A table, or upstream's `{apiVersion, kind: <Kind>List, items}` document for json/yaml."""
     if output in ("json", "yaml"):
         import json
@@ -104,7 +104,9 @@ def config() -> None:
 
 @config.group(cls=LazyGroup, aliases=VERB_ALIASES)
 def exporter() -> None:
-    """Manage exporter configs (<config home>/exporters/ALIAS.yaml, /etc/jumpstarter/exporters)."""
+    """Manage exporter configs.
+
+    They live in <config home>/exporters/ALIAS.yaml; /etc/jumpstarter/exporters/ALIAS.yaml is read too."""
 
 
 @exporter.command("create")
@@ -118,9 +120,20 @@ def exporter() -> None:
 @FORCE
 @PATH_OUTPUT
 @friendly
-def create_exporter(alias: str, namespace: str | None, name: str | None, endpoint: str | None, token: str | None,
-                    insecure_tls: bool, nointeractive: bool, force: bool, output: str | None) -> None:
-    """Create exporter config ALIAS (default: `default`); add drivers under `export:` with `edit`."""
+def create_exporter(
+    alias: str,
+    namespace: str | None,
+    name: str | None,
+    endpoint: str | None,
+    token: str | None,
+    insecure_tls: bool,
+    nointeractive: bool,
+    force: bool,
+    output: str | None,
+) -> None:
+    """Create an exporter config.
+
+    Writes ALIAS (default: `default`); add drivers under `export:` with `jmp config exporter edit ALIAS`."""
     from jumpstarter.config import paths, store
     from jumpstarter.config.common import ObjectMeta, TLSConfig
     from jumpstarter.config.exporter import ExporterConfig
@@ -152,7 +165,9 @@ def create_exporter(alias: str, namespace: str | None, name: str | None, endpoin
 @OUTPUT_OPTION
 @friendly
 def list_exporters(output: str | None) -> None:
-    """List exporter configs (the user's file wins over a system-wide one of the same alias)."""
+    """List exporter configs.
+
+    A user's config wins over a system-wide one of the same alias."""
     from jumpstarter.config import store
     from jumpstarter.config.exporter import ExporterConfig
 
@@ -165,7 +180,9 @@ def list_exporters(output: str | None) -> None:
 @PATH_OUTPUT
 @friendly
 def delete_exporter(alias: str, output: str | None) -> None:
-    """Delete the user's exporter config ALIAS."""
+    """Delete an exporter config.
+
+    Only the user's file is deleted, never a system-wide one."""
     from jumpstarter.config import paths, store
 
     path = store.delete_exporter(alias)
@@ -179,7 +196,9 @@ def delete_exporter(alias: str, output: str | None) -> None:
 @click.argument("alias", default="default", callback=_check_alias)
 @friendly
 def edit_exporter(alias: str) -> None:
-    """Open exporter config ALIAS in $VISUAL / $EDITOR, then check what was saved."""
+    """Edit an exporter config, then check it.
+
+    Opens ALIAS (default: `default`) in $VISUAL / $EDITOR; errors are reported with file and line."""
     from jumpstarter.config import paths
     from jumpstarter.config.drivers import plan_driver_tree
     from jumpstarter.config.exporter import ExporterConfig
@@ -209,13 +228,19 @@ def edit_exporter(alias: str) -> None:
 
 @config.group(cls=LazyGroup, aliases=VERB_ALIASES)
 def client() -> None:
-    """Manage client configs (<config home>/clients/ALIAS.yaml) and the current client."""
+    """Manage client configs and the current client.
+
+    They live in <config home>/clients/ALIAS.yaml; the current one is kept in <config home>/config.yaml."""
 
 
 @client.command("create")
 @click.argument("alias", callback=_check_alias)
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write the config to this file instead of the config home.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write the config to this file instead of the config home.",
+)
 @click.option("--namespace", default=None, help="Namespace of the Client object on the controller.")
 @click.option("--name", default=None, help="Name of the Client object on the controller.")
 @click.option("-e", "--endpoint", default=None, help="Controller gRPC endpoint, host:port.")
@@ -227,10 +252,23 @@ def client() -> None:
 @FORCE
 @PATH_OUTPUT
 @friendly
-def create_client(alias: str, out: str | None, namespace: str | None, name: str | None, endpoint: str | None,
-                  token: str | None, allow: str | None, unsafe: bool, insecure_tls: bool, nointeractive: bool,
-                  force: bool, output: str | None) -> None:
-    """Create client config ALIAS; the first one created becomes the current client."""
+def create_client(
+    alias: str,
+    out: str | None,
+    namespace: str | None,
+    name: str | None,
+    endpoint: str | None,
+    token: str | None,
+    allow: str | None,
+    unsafe: bool,
+    insecure_tls: bool,
+    nointeractive: bool,
+    force: bool,
+    output: str | None,
+) -> None:
+    """Create a client config.
+
+    The first client config created becomes the current one."""
     from jumpstarter.config import paths, store
     from jumpstarter.config.client import ClientConfig, DriversConfig
     from jumpstarter.config.common import ObjectMeta, TLSConfig
@@ -271,7 +309,9 @@ def create_client(alias: str, out: str | None, namespace: str | None, name: str 
 @OUTPUT_OPTION
 @friendly
 def list_clients(output: str | None) -> None:
-    """List client configs; the current one is marked with `*`."""
+    """List client configs.
+
+    The current one is marked with `*`."""
     from jumpstarter.config import store
     from jumpstarter.config.client import ClientConfig
 
@@ -292,7 +332,7 @@ def list_clients(output: str | None) -> None:
 @PATH_OUTPUT
 @friendly
 def use_client(alias: str, output: str | None) -> None:
-    """Make client config ALIAS the current one."""
+    """Select the current client config."""
     from jumpstarter.config import store
 
     path = store.use_client(alias)
@@ -304,7 +344,9 @@ def use_client(alias: str, output: str | None) -> None:
 @PATH_OUTPUT
 @friendly
 def delete_client(alias: str, output: str | None) -> None:
-    """Delete client config ALIAS; when it was the current one, another (if any) takes its place."""
+    """Delete a client config.
+
+    When it was the current one, another (if any) takes its place."""
     from jumpstarter.config import store
 
     was_current = store.current_client() == alias

@@ -55,8 +55,11 @@ def method_command(client: Any, name: str, info: dict[str, Any], help_text: str 
         if required:
             params.append(click.Argument([pname], type=click_type))
         else:
-            params.append(click.Option([f"--{pname.replace('_', '-')}", pname], type=click_type, default=default,
-                                       show_default=True))
+            params.append(
+                click.Option(
+                    [f"--{pname.replace('_', '-')}", pname], type=click_type, default=default, show_default=True
+                )
+            )
     kind = info.get("kind", "unary")
 
     def callback(**kwargs: Any) -> None:
@@ -77,6 +80,7 @@ def _pipe(client: Any, name: str) -> None:
     import threading
 
     with client.stream(name) as stream:
+
         def feed() -> None:
             source = sys.stdin.buffer
             while chunk := source.read1(65536) if hasattr(source, "read1") else source.read(65536):

@@ -89,38 +89,35 @@ def _serve_one(conn: socket.socket, root: Any) -> None:
 
 
 @contextmanager
-def command_server(exporter_socket: str, directory: str, portal: Any) -> Iterator[str | None]:
-    """Serve `j` requests for the exporter at `exporter_socket`; yields the command socket path."""
-    from jumpstarter.client.client import client_from_path
-
+def command_server(root: Any, directory: str) -> Iterator[str]:
+    """Serve `j` requests with the client tree `root`; yields the command socket path."""
     path = os.path.join(directory, "j.sock")
-    with client_from_path(exporter_socket, portal, unsafe=True) as root:
-        _install_stdio()
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(path)
-        listener.listen(16)
-        stop = threading.Event()
+    _install_stdio()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+    stop = threading.Event()
 
-        def accept_loop() -> None:
-            while not stop.is_set():
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                threading.Thread(target=_serve_one, args=(conn, root), daemon=True).start()
-
-        acceptor = threading.Thread(target=accept_loop, daemon=True, name="j-command-server")
-        acceptor.start()
-        try:
-            yield path
-        finally:
-            stop.set()
+    def accept_loop() -> None:
+        while not stop.is_set():
             try:
-                listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+                conn, _ = listener.accept()
             except OSError:
-                pass
-            listener.close()
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+                return
+            threading.Thread(target=_serve_one, args=(conn, root), daemon=True).start()
+
+    acceptor = threading.Thread(target=accept_loop, daemon=True, name="j-command-server")
+    acceptor.start()
+    try:
+        yield path
+    finally:
+        stop.set()
+        try:
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
+        listener.close()
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

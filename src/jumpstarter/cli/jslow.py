@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 
 def run(argv: list[str]) -> int:
@@ -24,7 +25,6 @@ def run(argv: list[str]) -> int:
 
     from jumpstarter.cli.errors import exit_code_for
     from jumpstarter.cli.jcommands import build_cli
-    from jumpstarter.client.client import client_from_path
     from jumpstarter.errors import JumpstarterError
 
     allow = [a for a in os.environ.get("JMP_DRIVERS_ALLOW", "").split(",") if a]
@@ -32,7 +32,7 @@ def run(argv: list[str]) -> int:
     try:
         with (
             start_blocking_portal("asyncio") as portal,
-            client_from_path(host, portal, allow=allow, unsafe=unsafe) as root,
+            _connect(host, portal, allow, unsafe) as root,
         ):
             return invoke(build_cli(root), argv)
     except JumpstarterError as exc:
@@ -62,6 +62,16 @@ def _unreachable_socket(host: str) -> str | None:
         except OSError as exc:
             return f"nothing is serving on this socket ({exc.strerror or exc})"
     return None
+
+
+def _connect(host: str, portal: Any, allow: list[str], unsafe: bool) -> Any:
+    """Client tree for JUMPSTARTER_HOST: a unix socket, or a direct-mode `host:port`."""
+    from jumpstarter.client.client import client_from_path, client_from_target
+    from jumpstarter.client.direct import target_from_env
+
+    if host.startswith(("/", ".", "unix:")):
+        return client_from_path(host, portal, allow=allow, unsafe=unsafe)
+    return client_from_target(target_from_env(host), portal, allow=allow, unsafe=unsafe, interactive=False)
 
 
 def invoke(command: object, argv: list[str]) -> int:

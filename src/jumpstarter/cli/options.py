@@ -10,10 +10,20 @@ import click
 
 def exporter_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """`--exporter ALIAS` / `--exporter-config FILE` (mutually exclusive)."""
-    func = click.option("--exporter-config", "exporter_config", type=click.Path(dir_okay=False), default=None,
-                        help="Path of an exporter config file.")(func)
-    func = click.option("--exporter", "exporter", default=None, metavar="ALIAS",
-                        help="Alias of an exporter config (see `jmp config exporter list`).")(func)
+    func = click.option(
+        "--exporter-config",
+        "exporter_config",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Path of an exporter config file.",
+    )(func)
+    func = click.option(
+        "--exporter",
+        "exporter",
+        default=None,
+        metavar="ALIAS",
+        help="Alias of an exporter config (see `jmp config exporter list`).",
+    )(func)
     return func
 
 

@@ -8,8 +8,13 @@ from typing import Any
 
 import click
 
-OUTPUT_OPTION = click.option("-o", "--output", type=click.Choice(["json", "yaml", "name"]), default=None,
-                             help="Machine-readable output instead of a table.")
+OUTPUT_OPTION = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["json", "yaml", "name"]),
+    default=None,
+    help="Machine-readable output instead of a table.",
+)
 
 
 def print_items(items: list[dict[str, Any]], columns: list[str], output: str | None, key: str = "name") -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -93,30 +94,156 @@ def shell_argv(name: str) -> tuple[list[str], dict[str, str]]:
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @exporter_options
+@click.option("--tls-grpc", "tls_grpc", default=None, metavar="HOST:PORT", help="Connect to a direct-mode exporter.")
+@click.option("--tls-grpc-insecure", is_flag=True, help="Direct mode over plain TCP (no TLS).")
+@click.option(
+    "--tls-ca",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Verify the exporter's certificate with this CA (PEM) instead of pinning its fingerprint.",
+)
+@click.option(
+    "--accept-fingerprint",
+    default=None,
+    metavar="SHA256:..",
+    help="Trust the exporter certificate with this fingerprint (first use); it is then remembered.",
+)
+@click.option("--passphrase", envvar="JMP_GRPC_PASSPHRASE", default=None, help="Direct-mode passphrase.")
 @click.option("--exporter-logs", is_flag=True, help="Show driver logs.")
 @click.option("--run-hooks", is_flag=True, help="Run the exporter's beforeLease/afterLease hooks (local mode).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @friendly
 def shell(
-    exporter: str | None, exporter_config: str | None, exporter_logs: bool, run_hooks: bool, command: tuple[str, ...]
+    exporter: str | None,
+    exporter_config: str | None,
+    tls_grpc: str | None,
+    tls_grpc_insecure: bool,
+    tls_ca: str | None,
+    accept_fingerprint: str | None,
+    passphrase: str | None,
+    exporter_logs: bool,
+    run_hooks: bool,
+    command: tuple[str, ...],
 ) -> None:
-    """Spawn $SHELL, or run COMMAND, with JUMPSTARTER_HOST pointing at an exporter served in this process.
+    """Spawn $SHELL, or run COMMAND, with access to an exporter: one served in this process from an
+    exporter config (local mode), or one reached over TCP (direct mode, --tls-grpc).
 
     The exit status is COMMAND's. Inside, use `j` (e.g. `j power on`) or Python (`env()`)."""
+    from jumpstarter.client.direct import DirectTarget
+
+    if tls_grpc:
+        target = DirectTarget(
+            address=tls_grpc,
+            passphrase=passphrase,
+            insecure=tls_grpc_insecure,
+            ca_file=tls_ca,
+            accept_fingerprint=accept_fingerprint,
+        )
+        raise SystemExit(_direct_shell(target, tls_grpc, command, exporter_logs))
+    name, path = exporter_path(exporter, exporter_config)
+    endpoint = _direct_endpoint(path)
+    if endpoint is not None:
+        raise SystemExit(_direct_shell(endpoint, name, command, exporter_logs))
+    raise SystemExit(_local_shell(name, path, command, exporter_logs, run_hooks))
+
+
+def _direct_endpoint(path: Any) -> Any:
+    """A DirectTarget when the exporter config describes a remote direct-mode exporter (it has an
+    `endpoint` and no `export`), else None."""
+    from jumpstarter.config.exporter import ExporterConfig
+    from jumpstarter.config.loading import load_model
+
+    config = load_model(ExporterConfig, path, kind="ExporterConfig")
+    if config.export or not config.endpoint:
+        return None
+    from jumpstarter.client.direct import DirectTarget
+    from jumpstarter.direct.tls import fingerprint
+
+    target = DirectTarget(address=config.endpoint, passphrase=config.token, insecure=bool(config.tls.insecure))
+    if config.tls.ca:
+        target.accept_fingerprint = fingerprint(config.tls.ca)
+    return target
+
+
+def _run_child(command: tuple[str, ...], name: str, env: dict[str, str]) -> int:
+    import subprocess
     import sysconfig
+
+    # `j` lives next to the running `jmp`, even when its venv is not activated
+    env["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")])
+    if command:
+        return subprocess.call(list(command), env=env)
+    argv, prompt = shell_argv(name)
+    env.update(prompt)
+    return subprocess.call(argv, env=env)
+
+
+def _direct_shell(target: Any, name: str, command: tuple[str, ...], exporter_logs: bool) -> int:
     import tempfile
 
     from anyio.from_thread import start_blocking_portal
 
+    from jumpstarter.cli.jserver import command_server
+    from jumpstarter.client.client import client_from_target
+
+    with start_blocking_portal("asyncio") as portal, tempfile.TemporaryDirectory(prefix="jmp-shell-") as tmp:
+        with client_from_target(target, portal, unsafe=True) as root, root.log_stream(show_all=exporter_logs):
+            handler = _RemoteLogPrinter(exporter_logs)
+            logging.getLogger("exporter").addHandler(handler)
+            logging.getLogger("exporter").setLevel(logging.INFO)
+            try:
+                env = dict(os.environ)
+                env.update(
+                    {
+                        "JUMPSTARTER_HOST": target.address,
+                        "JMP_DRIVERS_ALLOW": "UNSAFE",
+                        "JMP_EXPORTER": name,
+                        "JMP_CLIENT_ID": target.client_id,
+                    }
+                )
+                if target.passphrase:
+                    env["JMP_GRPC_PASSPHRASE"] = target.passphrase
+                if target.insecure:
+                    env["JMP_GRPC_INSECURE"] = "1"
+                if target.ca_file:
+                    env["JMP_TLS_CA"] = target.ca_file
+                with command_server(root, tmp) as j_socket:
+                    env["JMP_J_SOCKET"] = j_socket
+                    code = _run_child(command, name, env)
+                try:
+                    root.end_session()
+                except Exception:  # the exporter may already be gone; the session ends with us anyway
+                    pass
+                return code
+            finally:
+                logging.getLogger("exporter").removeHandler(handler)
+
+
+class _RemoteLogPrinter(logging.Handler):
+    """Prints exporter logs received over LogStream (hook output always, driver logs on request)."""
+
+    def __init__(self, show_driver_logs: bool) -> None:
+        super().__init__(logging.INFO)
+        self.show_driver_logs = show_driver_logs
+
+    def emit(self, record: logging.LogRecord) -> None:
+        source = record.name.removeprefix("exporter.")
+        if source in ("beforeLease", "afterLease") or self.show_driver_logs:
+            sys.stderr.write(f"[{source}] {record.getMessage()}\n")
+            sys.stderr.flush()
+
+
+def _local_shell(name: str, path: Any, command: tuple[str, ...], exporter_logs: bool, run_hooks: bool) -> int:
+    import tempfile
+
+    from anyio.from_thread import start_blocking_portal
+
+    from jumpstarter.cli.jserver import command_server
+    from jumpstarter.client.client import client_from_path
     from jumpstarter.exporter.loader import load_exporter
 
-    name, path = exporter_path(exporter, exporter_config)
     built = load_exporter(path)
     handler = _ConsoleLogHandler(exporter_logs)
-    quiet = _KeepExporterRecordsOff(exporter_logs)
-    plain_handlers = list(logging.getLogger().handlers)
-    for plain in plain_handlers:
-        plain.addFilter(quiet)
     logging.getLogger().addHandler(handler)
     for noisy in ("driver", "jumpstarter.hooks"):
         logging.getLogger(noisy).setLevel(logging.INFO)
@@ -125,38 +252,25 @@ def shell(
         with start_blocking_portal("asyncio") as portal, tempfile.TemporaryDirectory(prefix="jmp-shell-") as tmp:
             socket_path = os.path.join(tmp, "exporter.sock")
             with portal.wrap_async_context_manager(built.serving(socket_path)):
-                if not portal.call(built.begin_lease, LOCAL_LEASE_NAME, _user_name(), run_hooks):
+                if not portal.call(built.begin_lease, "", os.environ.get("USER", ""), run_hooks):
                     click.echo(f"Error: {built.session.status.message}", err=True)
                     portal.call(built.end_lease, run_hooks)
-                    raise SystemExit(1)
+                    return 1
                 if built.session.motd:
                     click.echo(built.session.motd, err=True)
-                # an outer `jmp shell`'s command socket would send our `j` to the wrong exporter
-                env = {k: v for k, v in os.environ.items() if k != "JMP_J_SOCKET"}
+                env = dict(os.environ)
                 env.update(
                     {
                         "JUMPSTARTER_HOST": socket_path,
                         "JMP_DRIVERS_ALLOW": "UNSAFE",
                         "JMP_EXPORTER": name,
                         "JMP_EXPORTER_LABELS": ",".join(f"{k}={v}" for k, v in built.labels.items()),
-                        # `j` lives next to the running `jmp`, even when its venv is not activated
-                        "PATH": os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")]),
                     }
                 )
-                from jumpstarter.cli.jserver import command_server
-
-                with command_server(socket_path, tmp, portal) as j_socket:
-                    if j_socket:
-                        env["JMP_J_SOCKET"] = j_socket
-                    if command:
-                        argv = list(command)
-                    else:
-                        argv, prompt = shell_argv(name)
-                        env.update(prompt)
-                    code = _call(argv, env)
+                with client_from_path(socket_path, portal, unsafe=True) as root, command_server(root, tmp) as j_socket:
+                    env["JMP_J_SOCKET"] = j_socket
+                    code = _run_child(command, name, env)
                 portal.call(built.end_lease, run_hooks)
     finally:
         logging.getLogger().removeHandler(handler)
-        for plain in plain_handlers:
-            plain.removeFilter(quiet)
-    raise SystemExit(code)
+    return code

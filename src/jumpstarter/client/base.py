@@ -70,10 +70,21 @@ class DriverClient(AsyncDriverClient):
         with self.connection.portal.wrap_async_context_manager(self.log_stream_async(show_all)):
             yield
 
+    def end_session(self) -> tuple[bool, str]:
+        """End the session: the exporter runs its afterLease hook (logs stream meanwhile) and
+        answers once it is done."""
+        try:
+            response = self.connection.exporter_stub().EndSession(
+                pb.EndSessionRequest(), metadata=self.connection.metadata(())
+            )
+        except Exception as exc:
+            raise (error_from_rpc(exc) or exc) from None
+        return response.success, response.message
+
     def reset(self) -> None:
         """Ask the exporter to reset every driver."""
         try:
-            self.connection.exporter_stub().Reset(pb.ResetRequest())
+            self.connection.exporter_stub().Reset(pb.ResetRequest(), metadata=self.connection.metadata(()))
         except Exception as exc:
             raise (error_from_rpc(exc) or exc) from None
 

@@ -42,6 +42,7 @@ class Connection:
         loop: asyncio.AbstractEventLoop | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         call_credentials_metadata: tuple[tuple[str, str], ...] = (),
+        channel_options: tuple[tuple[str, Any], ...] = (),
     ) -> None:
         self.address = address
         self.target = grpc_target(address)
@@ -49,6 +50,7 @@ class Connection:
         self.stack = ExitStack()
         self._credentials = credentials
         self._extra_metadata = call_credentials_metadata
+        self._options = (*CHANNEL_OPTIONS, *channel_options)
         self._loop = loop  # the loop that owns async use when there is no portal
         self._lock = threading.Lock()
         self._sync_channel: grpc.Channel | None = None
@@ -62,9 +64,9 @@ class Connection:
         with self._lock:
             if self._sync_channel is None:
                 if self._credentials is not None:
-                    channel = grpc.secure_channel(self.target, self._credentials, options=CHANNEL_OPTIONS)
+                    channel = grpc.secure_channel(self.target, self._credentials, options=self._options)
                 else:
-                    channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+                    channel = grpc.insecure_channel(self.target, options=self._options)
                 stub = jumpstarter_pb2_grpc.ExporterServiceStub(channel)
                 self._exporter_stub = stub
                 self._driver_call = stub.DriverCall
@@ -116,9 +118,9 @@ class Connection:
         entry = self._aio.get(id(loop))
         if entry is None or entry[0] is not loop:
             if self._credentials is not None:
-                channel = grpc.aio.secure_channel(self.target, self._credentials, options=CHANNEL_OPTIONS)
+                channel = grpc.aio.secure_channel(self.target, self._credentials, options=self._options)
             else:
-                channel = grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+                channel = grpc.aio.insecure_channel(self.target, options=self._options)
             entry = (
                 loop,
                 jumpstarter_pb2_grpc.ExporterServiceStub(channel),

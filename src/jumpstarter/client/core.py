@@ -141,11 +141,20 @@ class AsyncDriverClient:
         async with upload(self, source, content_encoding=content_encoding, compression=compression) as handle:
             yield handle
 
+    async def end_session_async(self) -> tuple[bool, str]:
+        """End the session (the exporter runs afterLease, then answers)."""
+        export, _ = self.connection.aio_stubs()
+        try:
+            response = await export.EndSession(pb.EndSessionRequest(), metadata=self.connection.metadata(()))
+        except Exception as exc:
+            raise (error_from_rpc(exc) or exc) from None
+        return response.success, response.message
+
     async def reset_async(self) -> None:
         """Ask the exporter to reset every driver."""
         export, _ = self.connection.aio_stubs()
         try:
-            await export.Reset(pb.ResetRequest())
+            await export.Reset(pb.ResetRequest(), metadata=self.connection.metadata(()))
         except Exception as exc:
             raise (error_from_rpc(exc) or exc) from None
 

@@ -22,7 +22,7 @@ async def forward_logs(client: AsyncDriverClient, show_all: bool = True) -> Asyn
     export, _ = client.connection.aio_stubs()
 
     async def pump() -> None:
-        call = export.LogStream(empty_pb2.Empty())
+        call = export.LogStream(empty_pb2.Empty(), metadata=client.connection.metadata(()))
         try:
             async for entry in call:
                 source = entry.source if entry.HasField("source") else 0

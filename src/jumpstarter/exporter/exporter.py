@@ -6,9 +6,10 @@ import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -18,12 +19,24 @@ from jumpstarter.exporter.logging import LogSource
 from jumpstarter.exporter.session import Session
 from jumpstarter.exporter.status import HOOK_CALLABLE, ExporterStatus
 
+if TYPE_CHECKING:
+    from jumpstarter.direct.tls import ServerIdentity
+
 log = logging.getLogger("jumpstarter.exporter")
 S = ExporterStatus
 
 
 class ExporterExit(Exception):
     """A hook with `onFailure: exit` failed: the exporter process must stop (exit code 1)."""
+
+
+@dataclass(slots=True)
+class TcpListener:
+    """Where and how a direct-mode exporter listens."""
+
+    address: str
+    identity: ServerIdentity | None  # None: plain TCP
+    passphrase: str | None  # None: no authentication
 
 
 @dataclass(slots=True)
@@ -50,6 +63,8 @@ class Exporter:
         self.lease_name = ""
         self.client_name = ""
         self.exit_requested: ExporterExit | None = None
+        self.tcp_port: int | None = None
+        self.gate: Any = None
 
     @property
     def status(self) -> ExporterStatus:
@@ -57,25 +72,40 @@ class Exporter:
         return self.session.status.status
 
     @asynccontextmanager
-    async def serving(self, *socket_paths: str) -> AsyncIterator[Exporter]:
-        """Serve on unix sockets (plus a private hook socket) until the block exits; drivers are
-        closed afterwards."""
+    async def serving(self, *socket_paths: str, tcp: TcpListener | None = None) -> AsyncIterator[Exporter]:
+        """Serve on unix sockets and/or a TCP listener (plus a private hook socket) until the block
+        exits; drivers are closed afterwards. With `tcp`, `self.tcp_port` is the bound port."""
         from jumpstarter.exporter.server import serve_unix
 
+        self.exit_event = anyio.Event()
         with tempfile.TemporaryDirectory(prefix="jmp-exporter-") as tmp:
             self.hook_socket = os.path.join(tmp, "hooks.sock")
             self.session.install_log_handler()
             try:
-                async with (
-                    serve_unix(self.session, *socket_paths, on_end_session=self._end_session_rpc),
-                    serve_unix(self.session, self.hook_socket, allowed=HOOK_CALLABLE),
-                ):
+                async with AsyncExitStack() as stack:
+                    await stack.enter_async_context(serve_unix(self.session, self.hook_socket, allowed=HOOK_CALLABLE))
+                    if socket_paths:
+                        await stack.enter_async_context(
+                            serve_unix(self.session, *socket_paths, on_end_session=self._end_session_rpc)
+                        )
+                    if tcp is not None:
+                        self.tcp_port = await stack.enter_async_context(self._serve_tcp(tcp))
                     yield self
             finally:
                 self.session.remove_log_handler()
                 if self.status is not S.OFFLINE:
                     self.session.status.transition(S.OFFLINE, "exporter stopped")
                 await self.session.close_drivers()
+
+    def _serve_tcp(self, tcp: TcpListener) -> Any:
+        from jumpstarter.direct.gate import SessionGate
+        from jumpstarter.direct.server import serve_tcp
+
+        async def begin(client_name: str) -> bool:
+            return await self.begin_lease("", client_name)
+
+        self.gate = SessionGate(tcp.passphrase, begin, self.end_lease, lambda: self.session.status.message)
+        return serve_tcp(self.session, tcp.address, self.gate, tcp.identity, on_end_session=self._end_session_rpc)
 
     async def begin_lease(self, lease_name: str = "", client_name: str = "", run_hooks: bool = True) -> bool:
         """Start a lease: reset drivers, run beforeLease, become LEASE_READY. Returns False when
@@ -102,7 +132,7 @@ class Exporter:
             return True
         self.session.status.transition(S.BEFORE_LEASE_HOOK_FAILED, result.message)
         if spec.on_failure is OnFailure.EXIT:
-            self.exit_requested = ExporterExit(result.message)
+            self._request_exit(result.message)
         return False
 
     async def end_lease(self, run_hooks: bool = True) -> tuple[bool, str]:
@@ -116,12 +146,22 @@ class Exporter:
             if not result.ok and spec.on_failure is not OnFailure.WARN:
                 self.session.status.transition(S.AFTER_LEASE_HOOK_FAILED, result.message)
                 if spec.on_failure is OnFailure.EXIT:
-                    self.exit_requested = ExporterExit(result.message)
+                    self._request_exit(result.message)
                 return False, message
         if self.status is not S.AVAILABLE:
             self.session.status.transition(S.AVAILABLE, message)
         self.lease_name = self.client_name = ""
+        try:
+            await self.session.reset_drivers()  # the next client finds the device in a known state
+        except Exception:
+            log.exception("resetting drivers after the session failed")
         return ok, message
+
+    def _request_exit(self, message: str) -> None:
+        self.exit_requested = ExporterExit(message)
+        event = getattr(self, "exit_event", None)
+        if event is not None:
+            event.set()
 
     async def _end_session_rpc(self) -> tuple[bool, str]:
         if self.status in (S.LEASE_READY, S.BEFORE_LEASE_HOOK_FAILED):
