@@ -70,6 +70,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {
+        "source": source_revision(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "cpu_model": model,
@@ -77,6 +78,18 @@ def machine() -> dict[str, Any]:
         "grpcio": grpc.__version__,
         "loadavg_at_start": os.getloadavg(),
     }
+
+
+def source_revision() -> str:
+    """The commit measured, with `+dirty` when src/ has uncommitted changes (read-only git)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--", "src") else "")
 
 
 def busy_cpu_seconds() -> float:
@@ -174,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, unit in targets.FLOOR_FIGURES:
         print(f"{key:<42} {_number(figures.get(key)):>10} {unit}")
     missed = [r["label"] for r in rows if r["met"] is False]
-    print(f"\n{len(missed)} target(s) not met; {rounds} round(s) in {elapsed:.0f} s")
+    print(f"\n{len(missed)} target(s) not met; {rounds} round(s) in {elapsed:.0f} s; source {info['source']}")
     share = info["other_processes_cpu_share"]
     print(f"other processes used {share:.0%} of the machine's CPU during the run", end="")
     print(" (absolute figures are unreliable; ratios less so)" if share > 0.1 else "")

@@ -113,19 +113,12 @@ async def _serve(exporter: Any, socket_path: str | None, tcp: Any, run_hooks: bo
     paths = (socket_path,) if socket_path else ()
     async with exporter.serving(*paths, tcp=tcp):
         local_lease = tcp is None
-        if local_lease and not await exporter.begin_lease(run_hooks=run_hooks) and exporter.exit_requested:
-            print(f"exporter {name}: {exporter.exit_requested}", file=sys.stderr)
-            return 1
-        if socket_path:
-            print(f"exporter {name} serving on {socket_path}", file=sys.stderr, flush=True)
-        if tcp is not None:
-            host = tcp.address.rsplit(":", 1)[0]
-            security = "TLS" if tcp.identity is not None else "plain TCP"
-            print(f"exporter {name} listening on {host}:{exporter.tcp_port} ({security})", file=sys.stderr, flush=True)
-            if tcp.identity is not None:
-                print(f"certificate fingerprint {tcp.identity.fingerprint}", file=sys.stderr, flush=True)
-            print("authentication: " + ("passphrase" if tcp.passphrase else "NONE"), file=sys.stderr, flush=True)
+        # handled from before readiness is announced: whoever waits for that line may stop us next
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            if local_lease and not await exporter.begin_lease(run_hooks=run_hooks) and exporter.exit_requested:
+                print(f"exporter {name}: {exporter.exit_requested}", file=sys.stderr)
+                return 1
+            _announce(exporter, name, socket_path, tcp)
             async with anyio.create_task_group() as tg:
 
                 async def watch_exit() -> None:
@@ -144,3 +137,16 @@ async def _serve(exporter: Any, socket_path: str | None, tcp: Any, run_hooks: bo
         elif exporter.gate is not None and exporter.gate.holder is not None:
             await exporter.end_lease()
     return 1 if exporter.exit_requested else 0
+
+
+def _announce(exporter: Any, name: str, socket_path: str | None, tcp: Any) -> None:
+    """Tell whoever started us where we serve (scripts and tests wait for these lines)."""
+    if socket_path:
+        print(f"exporter {name} serving on {socket_path}", file=sys.stderr, flush=True)
+    if tcp is not None:
+        host = tcp.address.rsplit(":", 1)[0]
+        security = "TLS" if tcp.identity is not None else "plain TCP"
+        print(f"exporter {name} listening on {host}:{exporter.tcp_port} ({security})", file=sys.stderr, flush=True)
+        if tcp.identity is not None:
+            print(f"certificate fingerprint {tcp.identity.fingerprint}", file=sys.stderr, flush=True)
+        print("authentication: " + ("passphrase" if tcp.passphrase else "NONE"), file=sys.stderr, flush=True)

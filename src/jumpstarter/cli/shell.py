@@ -143,6 +143,11 @@ def shell(
     name, path = exporter_path(exporter, exporter_config)
     endpoint = _direct_endpoint(path)
     if endpoint is not None:
+        # options given on the command line win over the saved config
+        endpoint.passphrase = passphrase or endpoint.passphrase
+        endpoint.insecure = tls_grpc_insecure or endpoint.insecure
+        endpoint.ca_file = tls_ca or endpoint.ca_file
+        endpoint.accept_fingerprint = accept_fingerprint or endpoint.accept_fingerprint
         raise SystemExit(_direct_shell(endpoint, name, command, exporter_logs))
     raise SystemExit(_local_shell(name, path, command, exporter_logs, run_hooks))
 
@@ -166,16 +171,15 @@ def _direct_endpoint(path: Any) -> Any:
 
 
 def _run_child(command: tuple[str, ...], name: str, env: dict[str, str]) -> int:
-    import subprocess
     import sysconfig
 
     # `j` lives next to the running `jmp`, even when its venv is not activated
     env["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")])
     if command:
-        return subprocess.call(list(command), env=env)
+        return _call(list(command), env)
     argv, prompt = shell_argv(name)
     env.update(prompt)
-    return subprocess.call(argv, env=env)
+    return _call(argv, env)
 
 
 def _direct_shell(target: Any, name: str, command: tuple[str, ...], exporter_logs: bool) -> int:
@@ -186,6 +190,8 @@ def _direct_shell(target: Any, name: str, command: tuple[str, ...], exporter_log
     from jumpstarter.cli.jserver import command_server
     from jumpstarter.client.client import client_from_target
 
+    if target.insecure:
+        click.echo("WARNING: --tls-grpc-insecure: traffic (and the passphrase) travel unencrypted", err=True)
     with start_blocking_portal("asyncio") as portal, tempfile.TemporaryDirectory(prefix="jmp-shell-") as tmp:
         with client_from_target(target, portal, unsafe=True) as root, root.log_stream(show_all=exporter_logs):
             handler = _RemoteLogPrinter(exporter_logs)
@@ -244,6 +250,10 @@ def _local_shell(name: str, path: Any, command: tuple[str, ...], exporter_logs: 
 
     built = load_exporter(path)
     handler = _ConsoleLogHandler(exporter_logs)
+    quiet = _KeepExporterRecordsOff(exporter_logs)
+    plain_handlers = list(logging.getLogger().handlers)
+    for plain in plain_handlers:
+        plain.addFilter(quiet)
     logging.getLogger().addHandler(handler)
     for noisy in ("driver", "jumpstarter.hooks"):
         logging.getLogger(noisy).setLevel(logging.INFO)
@@ -252,7 +262,7 @@ def _local_shell(name: str, path: Any, command: tuple[str, ...], exporter_logs: 
         with start_blocking_portal("asyncio") as portal, tempfile.TemporaryDirectory(prefix="jmp-shell-") as tmp:
             socket_path = os.path.join(tmp, "exporter.sock")
             with portal.wrap_async_context_manager(built.serving(socket_path)):
-                if not portal.call(built.begin_lease, "", os.environ.get("USER", ""), run_hooks):
+                if not portal.call(built.begin_lease, LOCAL_LEASE_NAME, _user_name(), run_hooks):
                     click.echo(f"Error: {built.session.status.message}", err=True)
                     portal.call(built.end_lease, run_hooks)
                     return 1
@@ -273,4 +283,6 @@ def _local_shell(name: str, path: Any, command: tuple[str, ...], exporter_logs: 
                 portal.call(built.end_lease, run_hooks)
     finally:
         logging.getLogger().removeHandler(handler)
+        for plain in plain_handlers:
+            plain.removeFilter(quiet)
     return code

@@ -100,8 +100,10 @@ def client_from_target(
     unsafe: bool = False,
     interactive: bool | None = None,
 ) -> Iterator[DriverClient]:
-    """Connect to a direct-mode exporter described by a `client.direct.DirectTarget`."""
+    """Connect to a direct-mode exporter described by a `client.direct.DirectTarget`. The client
+    holds the exporter (one client at a time) until the block exits."""
     from jumpstarter.client.direct import credentials
+    from jumpstarter.client.logs import hold_session
 
     creds, options = credentials(target, interactive=interactive)
     with client_from_path(
@@ -113,5 +115,5 @@ def client_from_target(
         credentials=creds,
         channel_options=options,
         call_credentials_metadata=target.metadata(),
-    ) as client:
+    ) as client, portal.wrap_async_context_manager(hold_session(client)):
         yield client

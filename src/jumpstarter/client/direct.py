@@ -108,6 +108,7 @@ def credentials(target: DirectTarget, interactive: bool | None = None) -> tuple[
         return grpc.ssl_channel_credentials(root_certificates=Path(target.ca_file).read_bytes()), ()
     pem = fetch_certificate(target.address)
     seen = fingerprint(pem)
+    name = _pinnable_name(target.address, pem)
     pinned = load_known().get(target.address)
     if pinned is not None and pinned != seen:
         raise CertificateMismatchError(
@@ -131,8 +132,27 @@ def credentials(target: DirectTarget, interactive: bool | None = None) -> tuple[
                 f"one `jmp run` printed, then pass --accept-fingerprint {seen}"
             )
         remember(target.address, seen)
-    options = (("grpc.ssl_target_name_override", EXPORTER_NAME),)
+    options = (("grpc.ssl_target_name_override", name),)
     return grpc.ssl_channel_credentials(root_certificates=pem.encode()), options
+
+
+def _pinnable_name(address: str, pem: str) -> str:
+    """A name the exporter's self-signed certificate carries (TLS checks one; the trust comes from
+    the pinned fingerprint). A CA-issued certificate cannot serve as its own trust root: say so."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    if cert.issuer != cert.subject:
+        raise UntrustedCertificateError(
+            f"certificate of {address} is issued by {cert.issuer.rfc4514_string()}: verify it with "
+            f"--tls-ca FILE (that CA's certificate); fingerprints are pinned for self-signed certificates"
+        )
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns_names = names.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        dns_names = []
+    return EXPORTER_NAME if EXPORTER_NAME in dns_names or not dns_names else dns_names[0]
 
 
 def target_from_env(address: str) -> DirectTarget:

@@ -1,5 +1,6 @@
-"""`serve()` / `serve_async()` (and `env()`), at the import path upstream users already write."""
+"""`serve()` / `serve_async()` and `env()`, at the import paths upstream users already write."""
 
 from jumpstarter.exporter.local import serve, serve_async
+from jumpstarter.utils.env import env, env_async, env_with_metadata
 
-__all__ = ["serve", "serve_async"]
+__all__ = ["env", "env_async", "env_with_metadata", "serve", "serve_async"]

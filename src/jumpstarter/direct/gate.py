@@ -40,6 +40,11 @@ class Holder:
     last_seen: float = field(default_factory=time.monotonic)
 
 
+def _busy_message(holder: Holder) -> str:
+    since = holder.since.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    return f"busy: in use by {holder.name} since {since}"
+
+
 class FailureLimiter:
     """Refuses a peer host after too many failed authentications in a short window."""
 
@@ -115,8 +120,7 @@ class SessionGate:
                     await self._finish()
                     holder = None
                 else:
-                    since = holder.since.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
-                    raise ExporterBusyError(f"busy: in use by {holder.name} since {since}")
+                    raise ExporterBusyError(_busy_message(holder))
             if holder is None:
                 holder = Holder(client_id=client_id, name=name, since=datetime.now(UTC))
                 self.holder = holder
@@ -144,10 +148,15 @@ class SessionGate:
                     await self._finish()
 
     async def end_session(self, metadata: dict[str, str], peer: str) -> None:
-        """EndSession from the holder: run the end of the lease now."""
+        """EndSession from the holder: run the end of the lease now. Others may not end it."""
+        client_id = metadata.get(CLIENT_ID_KEY) or f"peer:{peer_host(peer)}"
         async with self._lock:
-            if self.holder is not None:
-                await self._finish()
+            holder = self.holder
+            if holder is None:
+                return
+            if holder.client_id != client_id:
+                raise ExporterBusyError(_busy_message(holder))
+            await self._finish()
 
     async def _finish(self) -> None:
         self.holder = None

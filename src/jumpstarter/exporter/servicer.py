@@ -30,6 +30,8 @@ PING = router_pb2.FRAME_TYPE_PING
 GOAWAY_ACK = b"jmp-goaway-ack"
 #: Initial-metadata key telling our clients a driver stream is set up.
 STREAM_READY_KEY = "x-jmp-stream"
+#: Initial-metadata key telling our clients a LogStream subscription is in place.
+LOGS_READY_KEY = "x-jmp-logs"
 READ_SIZE = 1 << 20
 
 
@@ -118,6 +120,8 @@ class ExporterServicer(jumpstarter_pb2_grpc.ExporterServiceServicer):
 
     async def LogStream(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.LogStreamResponse]:
         async with self.session.logs.subscribe() as records:
+            # lets our clients know the subscription is in place (see client.logs)
+            await context.send_initial_metadata(((LOGS_READY_KEY, "1"),))
             async for record in records:
                 ts = timestamp_pb2.Timestamp()
                 ts.FromNanoseconds(int(record.created * 1e9))

@@ -1,0 +1,1 @@
+"""Helpers for scripts and tests running inside `jmp shell` (or a hook)."""

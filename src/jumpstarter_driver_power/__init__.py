@@ -1,0 +1,1 @@
+"""Power drivers: the power interface, mock supplies and HTTP-controlled PDUs / smart plugs."""

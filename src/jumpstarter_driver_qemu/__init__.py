@@ -1,0 +1,1 @@
+"""QEMU virtual device: power, serial console, network forwards and a flashable disk."""

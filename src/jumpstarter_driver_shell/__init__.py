@@ -1,0 +1,1 @@
+"""Shell driver: commands configured on the exporter, callable from Python and `j`."""
