@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup lint test test-all proto bench docs clean
+.PHONY: setup lint test test-all demo proto bench docs clean
 
 setup: ## create .venv and install the project with its dev tools
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ test: ## the default test run (slow end-to-end tests excluded)
 
 test-all: ## every test, slow ones included
 	$(BIN)/pytest -q -m ''
+
+demo: ## run the demo: tests driving a QEMU virtual board (builds the guest on first use)
+	examples/qemu/run-demo.sh
 
 proto: ## regenerate src/jumpstarter/protocol from proto/
 	$(BIN)/python scripts/gen_proto.py

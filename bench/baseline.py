@@ -23,14 +23,13 @@ if __package__ in (None, ""):  # run as a script: make the `bench` package impor
 import grpc
 from google.protobuf.struct_pb2 import Value
 
-from bench.harness import KIB, MIB, Settings, child_server, interleaved_latency, threaded_rate
+from bench.harness import KIB, MIB, Settings, child_server, interleaved_latency, repeated_rate, threaded_rate
 from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
 from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc, router_pb2, router_pb2_grpc
 
 DATA = router_pb2.FRAME_TYPE_DATA
 GOAWAY = router_pb2.FRAME_TYPE_GOAWAY
-#: Message sizes of the one-way stream figures, and the echo size.
-ONEWAY_SIZES = {"4k": 4 * KIB, "64k": 64 * KIB, "1m": MIB}
+#: Message size of the echo figures.
 ECHO_SIZE = 64 * KIB
 
 
@@ -77,18 +76,18 @@ def unary(path: str, settings: Settings, threads: int = 16) -> dict[str, float]:
 
 
 def server_streaming(path: str, settings: Settings) -> float:
-    """Items/s of a StreamingDriverCall yielding `settings.stream_items` small numbers."""
+    """Items/s of StreamingDriverCalls yielding `settings.stream_items` small numbers each."""
     count = settings.stream_items
     request = pb.StreamingDriverCallRequest(uuid="bench", method="items", args=[Value(number_value=count)])
     with grpc.insecure_channel(_target(path)) as channel:
         call = jumpstarter_pb2_grpc.ExporterServiceStub(channel).StreamingDriverCall
-        for _ in call(request):  # warm-up: one full call
-            pass
-        start = time.perf_counter()
-        received = sum(1 for _ in call(request))
-        elapsed = time.perf_counter() - start
-    assert received == count, (received, count)
-    return received / elapsed
+
+        def run() -> int:
+            received = sum(1 for _ in call(request))
+            assert received == count, (received, count)
+            return received
+
+        return repeated_rate(run, settings.seconds)
 
 
 # ---- byte streams, sync client (request iterator consumed by a gRPC thread) --------------------
@@ -191,24 +190,37 @@ def echo_aio(path: str, size: int, seconds: float) -> float:
     return asyncio.run(_echo_aio(path, size, seconds))
 
 
-def streams(path: str, settings: Settings) -> dict[str, float]:
-    """One-way MB/s and messages/s at each size, and echo MB/s, for both client flavours."""
+def paired_streams(path: str) -> dict[str, Callable[[float], float]]:
+    """The stream figures compared with ours, as `run(seconds) -> MB/s`: 64 KiB one way and
+    64 KiB echo, sync and aio clients."""
+    return {
+        "sync.oneway_64k_MBps": lambda seconds: oneway_sync(path, 64 * KIB, seconds) / 1e6,
+        "aio.oneway_64k_MBps": lambda seconds: oneway_aio(path, 64 * KIB, seconds) / 1e6,
+        "sync.echo_64k_MBps": lambda seconds: echo_sync(path, ECHO_SIZE, seconds) / 1e6,
+        "aio.echo_64k_MBps": lambda seconds: echo_aio(path, ECHO_SIZE, seconds) / 1e6,
+    }
+
+
+def other_streams(path: str, settings: Settings) -> dict[str, float]:
+    """One-way MB/s at 4 KiB and 1 MiB messages, both client flavours (messages/s are derived
+    from these by bench.targets)."""
     figures: dict[str, float] = {}
-    for flavour, oneway, echo in (("sync", oneway_sync, echo_sync), ("aio", oneway_aio, echo_aio)):
-        for label, size in ONEWAY_SIZES.items():
-            rate = oneway(path, size, settings.seconds)
-            figures[f"{flavour}.oneway_{label}_MBps"] = rate / 1e6
-            figures[f"{flavour}.oneway_{label}_msgs_per_s"] = rate / size
-        figures[f"{flavour}.echo_64k_MBps"] = echo(path, ECHO_SIZE, settings.seconds) / 1e6
+    for flavour, oneway in (("sync", oneway_sync), ("aio", oneway_aio)):
+        for label, size in (("4k", 4 * KIB), ("1m", MIB)):
+            figures[f"{flavour}.oneway_{label}_MBps"] = oneway(path, size, settings.seconds) / 1e6
     return figures
 
 
-def measure(path: str, settings: Settings, *, with_unary: bool = True) -> dict[str, float]:
+def measure(path: str, settings: Settings, *, paired: bool = True) -> dict[str, float]:
     """Every floor figure against the bare server at `path` (plus the in-process diagnostic);
-    `with_unary=False` leaves out the unary figures (run.py measures them alternating with ours)."""
-    figures = unary(path, settings) if with_unary else {}
+    `paired=False` leaves out the figures run.py measures alternating with ours."""
+    figures: dict[str, float] = {}
+    if paired:
+        figures.update(unary(path, settings))
+        for name, run in paired_streams(path).items():
+            figures[f"stream.{name}"] = run(settings.seconds)
     figures["streaming.items_per_s"] = server_streaming(path, settings)
-    figures.update({f"stream.{k}": v for k, v in streams(path, settings).items()})
+    figures.update({f"stream.{k}": v for k, v in other_streams(path, settings).items()})
     return figures
 
 

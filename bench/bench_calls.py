@@ -21,7 +21,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import Settings, child_server, interleaved_latency, threaded_rate
+from bench.harness import Settings, child_server, interleaved_latency, repeated_rate, threaded_rate
 
 
 @contextmanager
@@ -56,15 +56,15 @@ def unary_calls(local: Any, remote: Any) -> dict[str, Callable[[], object]]:
 
 
 def streaming(client: Any, settings: Settings) -> float:
-    """Items/s of a streaming call (async generator) yielding `settings.stream_items` ints."""
+    """Items/s of streaming calls (an async generator) yielding `settings.stream_items` ints each."""
     count = settings.stream_items
-    for _ in client.streamingcall("items", count):  # warm-up: one full call
-        pass
-    start = time.perf_counter()
-    received = sum(1 for _ in client.streamingcall("items", count))
-    elapsed = time.perf_counter() - start
-    assert received == count, (received, count)
-    return received / elapsed
+
+    def run() -> int:
+        received = sum(1 for _ in client.streamingcall("items", count))
+        assert received == count, (received, count)
+        return received
+
+    return repeated_rate(run, settings.seconds)
 
 
 class _Counter(logging.Handler):
@@ -117,12 +117,12 @@ def logging_cost(client: Any, settings: Settings) -> dict[str, float]:
     }
 
 
-def measure(path: str, settings: Settings, *, with_unary: bool = True) -> dict[str, float]:
-    """Every call figure, in-process and against the exporter session at `path`;
-    `with_unary=False` leaves out the unary figures (run.py measures them alternating with the floor)."""
+def measure(path: str, settings: Settings, *, paired: bool = True) -> dict[str, float]:
+    """Every call figure, in-process and against the exporter session at `path`; `paired=False`
+    leaves out the unary figures (run.py measures them alternating with the floor)."""
     figures: dict[str, float] = {}
     with local_client() as local, remote_client(path) as remote:
-        if with_unary:
+        if paired:
             calls = unary_calls(local, remote)
             for name, stats in interleaved_latency(calls, settings).items():
                 figures.update({f"{name}.{key}": value for key, value in stats.items()})

@@ -12,6 +12,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,17 +103,29 @@ async def echo_async(client: Any, size: int, seconds: float) -> float:
     return received / elapsed
 
 
-def measure(path: str, settings: Settings) -> dict[str, float]:
-    """MB/s of one-way 64 KiB and 4 KiB sends and of 64 KiB echo, sync and async."""
+def paired_streams(client: Any) -> dict[str, Callable[[float], float]]:
+    """The figures compared with the floor, as `run(seconds) -> MB/s`: 64 KiB one way and 64 KiB
+    echo, through the sync and the async API."""
+    portal = client.portal
+    return {
+        "sync.oneway_64k_MBps": lambda seconds: oneway_sync(client, 64 * KIB, seconds) / 1e6,
+        "async.oneway_64k_MBps": lambda seconds: portal.call(oneway_async, client, 64 * KIB, seconds) / 1e6,
+        "sync.echo_64k_MBps": lambda seconds: echo_sync(client, 64 * KIB, seconds) / 1e6,
+        "async.echo_64k_MBps": lambda seconds: portal.call(echo_async, client, 64 * KIB, seconds) / 1e6,
+    }
+
+
+def measure(path: str, settings: Settings, *, paired: bool = True) -> dict[str, float]:
+    """MB/s of one-way 4 KiB sends, and (unless `paired=False`: run.py measures those alternating
+    with the floor) of one-way 64 KiB sends and 64 KiB echo, sync and async."""
     seconds = settings.seconds
     figures: dict[str, float] = {}
     with remote_client(path) as client:
-        portal = client.portal
-        for label, size in (("64k", 64 * KIB), ("4k", 4 * KIB)):
-            figures[f"sync.oneway_{label}_MBps"] = oneway_sync(client, size, seconds) / 1e6
-            figures[f"async.oneway_{label}_MBps"] = portal.call(oneway_async, client, size, seconds) / 1e6
-        figures["sync.echo_64k_MBps"] = echo_sync(client, 64 * KIB, seconds) / 1e6
-        figures["async.echo_64k_MBps"] = portal.call(echo_async, client, 64 * KIB, seconds) / 1e6
+        if paired:
+            for name, run in paired_streams(client).items():
+                figures[name] = run(seconds)
+        figures["sync.oneway_4k_MBps"] = oneway_sync(client, 4 * KIB, seconds) / 1e6
+        figures["async.oneway_4k_MBps"] = client.portal.call(oneway_async, client, 4 * KIB, seconds) / 1e6
     return figures
 
 

@@ -26,13 +26,13 @@ class Settings:
     calls: int = 2000  # unary calls per latency sample
     warmup: int = 200  # unary calls discarded before each latency sample
     seconds: float = 1.0  # duration of each throughput sample
-    stream_items: int = 20_000  # items per streaming-call sample
+    stream_items: int = 5_000  # items per streaming call (calls repeat for `seconds`)
     startup_runs: int = 5  # fresh processes per startup figure
 
     @classmethod
     def quick(cls) -> Settings:
         """Short samples for a smoke run."""
-        return cls(calls=1000, warmup=100, seconds=0.5, stream_items=5_000, startup_runs=3)
+        return cls(calls=1000, warmup=100, seconds=0.5, stream_items=2_000, startup_runs=3)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -81,6 +81,19 @@ def interleaved_latency(
     return result
 
 
+def repeated_rate(run: Callable[[], int], seconds: float) -> float:
+    """Items/s of `run()` (which returns how many items it received), repeated until `seconds`
+    have passed, after one unmeasured run."""
+    run()
+    total = 0
+    start = time.perf_counter()
+    while True:
+        total += run()
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return total / elapsed
+
+
 def threaded_rate(call: Callable[[], object], threads: int, seconds: float) -> float:
     """Calls per second completed by `threads` threads each calling `call()` in a loop."""
     done, elapsed = _threaded_run(call, threads, seconds)
@@ -102,6 +115,20 @@ def interleaved_rate(
             done[name] += count
             spent[name] += elapsed
     return {name: done[name] / spent[name] for name in names}
+
+
+def interleaved_runs(
+    runs: dict[str, Callable[[float], float]], seconds: float, slices: int = 2
+) -> dict[str, float]:
+    """Mean rate of each named `run(duration)` (which measures for `duration` seconds and returns
+    a rate) over `slices` alternating slices of `seconds / slices` each, rotating which goes first."""
+    names = list(runs)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(slices):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            rates[name].append(runs[name](seconds / slices))
+    return {name: sum(found) / len(found) for name, found in rates.items()}
 
 
 def _threaded_run(call: Callable[[], object], threads: int, seconds: float) -> tuple[int, float]:

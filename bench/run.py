@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the `bench` package impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import baseline, bench_calls, bench_startup, bench_streams, targets
-from bench.harness import Settings, child_server, interleaved_latency, interleaved_rate
+from bench.harness import Settings, child_server, interleaved_latency, interleaved_rate, interleaved_runs
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -49,12 +49,22 @@ def unary_pairs(bare_path: str, ours_path: str, settings: Settings) -> dict[str,
     return figures
 
 
+def stream_pairs(bare_path: str, ours_path: str, settings: Settings) -> dict[str, float]:
+    """The byte-stream figures compared with a floor (64 KiB one way and echo), floor and ours
+    alternating in slices."""
+    with bench_calls.remote_client(ours_path) as client:
+        runs = _prefixed("bare.stream", baseline.paired_streams(bare_path))
+        runs.update(_prefixed("streams", bench_streams.paired_streams(client)))
+        return interleaved_runs(runs, settings.seconds)
+
+
 def run_round(bare_path: str, ours_path: str, settings: Settings) -> dict[str, float]:
     """One pass over the floor and our call and stream figures."""
     figures = unary_pairs(bare_path, ours_path, settings)
-    figures.update(_prefixed("bare", baseline.measure(bare_path, settings, with_unary=False)))
-    figures.update(_prefixed("calls", bench_calls.measure(ours_path, settings, with_unary=False)))
-    figures.update(_prefixed("streams", bench_streams.measure(ours_path, settings)))
+    figures.update(stream_pairs(bare_path, ours_path, settings))
+    figures.update(_prefixed("bare", baseline.measure(bare_path, settings, paired=False)))
+    figures.update(_prefixed("calls", bench_calls.measure(ours_path, settings, paired=False)))
+    figures.update(_prefixed("streams", bench_streams.measure(ours_path, settings, paired=False)))
     return figures
 
 
@@ -175,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {index + 1}/{rounds} done at {time.perf_counter() - began:.0f} s", file=sys.stderr)
     figures = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
     figures.update(_prefixed("startup", bench_startup.measure(settings)))
+    figures = targets.add_derived(figures)
     rows = targets.evaluate(figures)
     elapsed = time.perf_counter() - began
     # CPU the rest of the machine used meanwhile: the noise the ratios are meant to absorb

@@ -117,9 +117,17 @@ FLOOR_FIGURES = [
 ]
 
 
+#: Message sizes named in the one-way stream figure keys.
+MESSAGE_SIZES = {"4k": 4 << 10, "64k": 64 << 10, "1m": 1 << 20}
+
+
 def add_derived(figures: dict[str, float]) -> dict[str, float]:
-    """Add p99/p50 ratios next to every p50/p99 pair."""
+    """Add p99/p50 ratios next to every p50/p99 pair, and messages/s next to one-way MB/s."""
     out = dict(figures)
+    for key, mbps in figures.items():
+        for label, size in MESSAGE_SIZES.items():
+            if key.endswith(f".oneway_{label}_MBps"):
+                out[key[: -len("MBps")] + "msgs_per_s"] = mbps * 1e6 / size
     for key, p50 in figures.items():
         if key.endswith(".p50_us"):
             p99 = figures.get(key[: -len("p50_us")] + "p99_us")

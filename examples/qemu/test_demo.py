@@ -5,6 +5,7 @@ server through a port forward, flash a new disk image, power-cycle, and see the 
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -40,11 +41,13 @@ def wait_for_shell(vm: Any, timeout: float = 60) -> Any:
 
 
 def run(console: Any, command: str) -> str:
-    """Run a shell command on the console and return its output."""
-    console.sendline(command)
-    console.expect(PROMPT, timeout=20)
+    """Run a shell command on the console and return its output (the echo and prompts removed)."""
+    console.sendline(f"{command}; echo __done_$?")
+    console.expect(r"__done_(\d+)", timeout=20)
     text = console.before.decode(errors="replace") if isinstance(console.before, bytes) else console.before
-    return text.split("\n", 1)[1] if "\n" in text else text
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "")
+    echoed = text.rfind("__done_$?")  # our own command line, echoed by the shell
+    return text[text.find("\n", echoed) + 1 :] if echoed >= 0 else text
 
 
 def test_power_on_and_shell(vm: Any) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager, contextmanager
 from functools import partial
 from typing import Any, Generic, TypeVar
 
@@ -23,7 +23,7 @@ from anyio.abc import SocketAttribute
 
 from jumpstarter.errors import StreamClosedError
 
-__all__ = ["TcpPortforwardAdapter", "UnixPortforwardAdapter", "forward_stream"]
+__all__ = ["PexpectAdapter", "TcpPortforwardAdapter", "UnixPortforwardAdapter", "forward_stream"]
 
 log = logging.getLogger("jumpstarter_driver_network.adapters")
 
@@ -167,3 +167,53 @@ def _takes_size(stream: Any) -> bool:
     from anyio.abc import ByteReceiveStream
 
     return isinstance(stream, ByteReceiveStream)
+
+
+@contextmanager
+def PexpectAdapter(*, client: Any, method: str = "connect", **spawn_options: Any) -> Iterator[Any]:
+    """A `pexpect.fdpexpect.fdspawn` on the driver's `method` stream (a serial console, a telnet
+    port, ...) for `expect`/`sendline` scripts; `spawn_options` go to `fdspawn` (`timeout`,
+    `encoding`, `logfile`, ...). Synchronous code only, like pexpect itself.
+
+    The driver stream is open when the block starts (nothing the device sends from then on is
+    missed); a socket pair bridges it to the descriptor pexpect reads and writes.
+    """
+    import socket
+    import threading
+
+    from pexpect.fdpexpect import fdspawn
+
+    with client.stream(method) as stream:
+        ours, theirs = socket.socketpair()
+
+        def to_device() -> None:
+            try:
+                while data := theirs.recv(READ_SIZE):
+                    stream.send(data)
+                stream.send_eof()
+            except Exception as exc:  # the stream closed under us: the block is ending
+                log.debug("pexpect bridge to the driver stopped: %r", exc)
+
+        def from_device() -> None:
+            try:
+                for chunk in stream:
+                    theirs.sendall(chunk)
+                theirs.shutdown(socket.SHUT_WR)  # pexpect sees EOF
+            except Exception as exc:
+                log.debug("pexpect bridge from the driver stopped: %r", exc)
+
+        threads = [
+            threading.Thread(target=f, daemon=True, name=f"pexpect-{f.__name__}") for f in (to_device, from_device)
+        ]
+        for thread in threads:
+            thread.start()
+        spawn = fdspawn(ours.detach(), **spawn_options)  # the spawn owns (and closes) its descriptor
+        try:
+            yield spawn
+        finally:
+            if not spawn.closed:
+                spawn.close()  # to_device sees end of input and ends
+            threads[0].join()
+    threads[1].join(timeout=10)  # the stream is closed, so from_device ends
+    if not threads[1].is_alive():
+        theirs.close()

@@ -37,7 +37,7 @@ class NetworkClient(DriverClient):
             with TcpPortforwardAdapter(client=self, local_host=host, local_port=port) as (bound_host, bound_port):
                 click.echo(f"{bound_host}:{bound_port}")
                 click.echo(f"forwarding {bound_host}:{bound_port} to {self.name}; Ctrl-C stops", err=True)
-                _wait_for_interrupt()
+                self._wait_until_interrupted()
 
         @base.command(name="forward-unix")
         @click.argument("path", type=click.Path(dir_okay=False))
@@ -48,7 +48,7 @@ class NetworkClient(DriverClient):
             with UnixPortforwardAdapter(client=self, path=path) as bound:
                 click.echo(bound)
                 click.echo(f"forwarding {bound} to {self.name}; Ctrl-C stops", err=True)
-                _wait_for_interrupt()
+                self._wait_until_interrupted()
 
         @base.command()
         def connect() -> None:
@@ -56,6 +56,14 @@ class NetworkClient(DriverClient):
             self._pipe()
 
         return base
+
+    def _wait_until_interrupted(self) -> None:
+        """Block until Ctrl-C (KeyboardInterrupt: exit status 130) or until this client's
+        connection closes. Inside `jmp shell`, `j` commands run in the shell's own process, where
+        no Ctrl-C arrives; ending with the connection at least lets the shell exit."""
+        closed = threading.Event()
+        self.stack.callback(closed.set)
+        closed.wait()
 
     def _pipe(self) -> None:
         """Copy stdin to the stream and the stream to stdout until the endpoint ends its side."""
@@ -72,8 +80,3 @@ class NetworkClient(DriverClient):
             for chunk in stream:
                 stdout.write(chunk)
                 stdout.flush()
-
-
-def _wait_for_interrupt() -> None:
-    """Block until Ctrl-C (KeyboardInterrupt, which click turns into exit status 130)."""
-    threading.Event().wait()

@@ -6,9 +6,10 @@ importable from here too.
 
 from __future__ import annotations
 
+import itertools
 import time
 from abc import ABCMeta, abstractmethod
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -93,11 +94,8 @@ class _SimulatedSupply(Driver):
             return PowerReading(voltage=0.0, current=0.0)
         return PowerReading(voltage=self.voltage, current=self.current)
 
-    def _indices(self) -> Iterator[int]:
-        index = 0
-        while self.samples == 0 or index < self.samples:
-            yield index
-            index += 1
+    def _indices(self) -> Iterable[int]:
+        return itertools.count() if self.samples == 0 else range(self.samples)
 
 
 @dataclass(kw_only=True)

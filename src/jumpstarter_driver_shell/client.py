@@ -91,8 +91,8 @@ class ShellClient(DriverClient):
         return run
 
     def cli(self) -> click.Group:
-        """One subcommand per configured method: `j <name> <method> [-e KEY=VALUE]... [ARGS]...`,
-        exiting with the command's return code."""
+        """One subcommand per configured method (except those starting with `_`):
+        `j <name> <method> [-e KEY=VALUE]... [ARGS]...`, exiting with the command's return code."""
         import click
 
         @click.group()
@@ -100,7 +100,8 @@ class ShellClient(DriverClient):
             """Shell command executor"""
 
         for method in self.shell_methods:
-            base.add_command(self._command(method, click))
+            if not method.startswith("_"):  # upstream's convention: private helpers stay out of `j`
+                base.add_command(self._command(method, click))
         return base
 
     def _command(self, method: str, click: Any) -> click.Command:

@@ -101,8 +101,8 @@ class Shell(Driver):
         parsed = {}
         for name, spec in self.methods.items():
             where = f"Shell config methods.{name}"
-            if not isinstance(name, str) or not name.isidentifier():
-                raise ValueError(f"{where}: method names must be identifiers (letters, digits, _), got {name!r}")
+            if not isinstance(name, str) or not name or any(c.isspace() or c == "/" for c in name):
+                raise ValueError(f"{where}: a method name is one word (no spaces or slashes), got {name!r}")
             if isinstance(spec, str):
                 command, timeout = spec, self.timeout
             elif isinstance(spec, dict):

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from jumpstarter.client.base import DriverClient
 from jumpstarter.client.direct import DirectTarget
 from jumpstarter.direct.tls import fingerprint
 from jumpstarter.errors import ConnectionLostError, ExporterBusyError, UnauthenticatedError
-from tests.integration.conftest import J, JMP, LAMP, Cli, assert_clean_failure, wait_until
+from tests.integration.conftest import JMP, LAMP, Cli, J, assert_clean_failure, wait_until
 from tests.integration.direct_helpers import make_ca
 
 PASSPHRASE = "correct horse battery staple"
@@ -39,7 +39,6 @@ class DirectExporter:
     port: int
     fingerprint: str | None  # None: plain TCP
     passphrase: str | None  # None: --insecure-no-auth
-    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -78,16 +77,6 @@ class DirectExporter:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
-    def stop(self) -> None:
-        """Make sure the process is gone."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
 
 @contextmanager
 def direct_exporter(cli: Cli, config: Path, *extra: str, port: int = 0,
@@ -95,7 +84,9 @@ def direct_exporter(cli: Cli, config: Path, *extra: str, port: int = 0,
     """`jmp run --exporter-config CONFIG --tls-grpc-listener 127.0.0.1:PORT`, listening; stopped at exit.
     `passphrase=None` leaves it to `jmp run` (generated, or none with --insecure-no-auth)."""
     log = cli.tmp / f"run-{config.stem}-{time.monotonic_ns()}.log"
-    argv = [JMP, "--log-level", "INFO", "run", "--exporter-config", str(config), "--tls-grpc-listener", f"127.0.0.1:{port}", *extra]
+    # INFO: the session start and end lines help when a test fails
+    argv = [JMP, "--log-level", "INFO", "run", "--exporter-config", str(config),
+            "--tls-grpc-listener", f"127.0.0.1:{port}", *extra]
     if passphrase is not None:
         argv += ["--passphrase", passphrase]
     with log.open("w") as stderr:
@@ -193,6 +184,7 @@ def test_certificate_from_a_test_ca(direct: Cli) -> None:
         wrong = direct.jmp("shell", "--tls-grpc", running.address, "--tls-ca", str(other_ca_file),
                            "--passphrase", PASSPHRASE, "--", "true")
         assert_clean_failure(wrong, running.address, "certificate")
+        assert wrong.returncode == UNREACHABLE
         with pytest.raises(ConnectionLostError, match="certificate"):
             with connect(DirectTarget(running.address, passphrase=PASSPHRASE, ca_file=str(other_ca_file))):
                 pass
@@ -207,6 +199,7 @@ def test_trust_on_first_use(direct: Cli) -> None:
 
         untrusted = direct.jmp("shell", *running.shell_args(trust=False), "--", "true")
         assert_clean_failure(untrusted, fp, "--accept-fingerprint")
+        assert untrusted.returncode == 1
         assert known_exporters(direct) == {}
 
         other = "SHA256:" + ":".join(["AB"] * 32)
@@ -359,7 +352,7 @@ def end_session_as(target: DirectTarget) -> type[BaseException] | None:
     return None
 
 
-KILLED_CLIENT = """
+STREAMING_CLIENT = """
 import sys
 from anyio.from_thread import start_blocking_portal
 from jumpstarter.client.client import client_from_target
@@ -381,39 +374,59 @@ with start_blocking_portal("asyncio") as portal, client_from_target(target, port
 """
 
 
+@contextmanager
+def streaming_client(cli: Cli, running: DirectExporter, how: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A client process holding the exporter while it streams bytes (`stream`) or items
+    (`streamingcall`) as fast as it can; SIGKILLed at exit."""
+    out = cli.tmp / f"client-{how}.out"
+    with out.open("w") as stdout:
+        child = subprocess.Popen(
+            [sys.executable, "-c", STREAMING_CLIENT, running.address, PASSPHRASE, str(running.fingerprint), how],
+            env=cli.env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: out.read_text().count("\n") >= 3 or child.poll() is not None,
+                   timeout=15, what="the client to stream")
+        assert child.poll() is None, out.read_text()
+        with pytest.raises(ExporterBusyError, match="doomed"):
+            with connect(running.target()):
+                pass
+        yield child
+    finally:
+        child.kill()
+        child.wait()
+
+
+def next_client_gets_in(running: DirectExporter) -> bool:
+    """Whether a new client can use the exporter now (False while it is busy)."""
+    try:
+        with connect(running.target()) as root:
+            return root.children["lamp"].call("on", 1) == "on at 1%"
+    except ExporterBusyError:
+        return False
+
+
 @pytest.mark.parametrize("how", ["stream", "streamingcall"])
 def test_client_killed_mid_stream(direct: Cli, how: str) -> None:
     with direct_exporter(direct, lamp_and_echo(direct)) as running:
-        out = direct.tmp / "client.out"
-        with out.open("w") as stdout:
-            child = subprocess.Popen(
-                [sys.executable, "-c", KILLED_CLIENT, running.address, PASSPHRASE, str(running.fingerprint), how],
-                env=direct.env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_until(lambda: out.read_text().count("\n") >= 3 or child.poll() is not None,
-                       timeout=15, what="the client to stream")
-            assert child.poll() is None, out.read_text()
-            with pytest.raises(ExporterBusyError, match="doomed"):
-                with connect(running.target()):
-                    pass
-        finally:
-            child.kill()
-            child.wait()
-
-        started = time.monotonic()
-
-        def next_client_works() -> bool:
-            try:
-                with connect(running.target()) as root:
-                    return root.children["lamp"].call("on", 1) == "on at 1%"
-            except ExporterBusyError:
-                return False
-
-        wait_until(next_client_works, timeout=15, what="a new client after the old one was killed")
-        assert time.monotonic() - started < 15
+        with streaming_client(direct, running, how) as child:
+            child.kill()  # SIGKILL: the kernel closes its connections
+        wait_until(lambda: next_client_gets_in(running), timeout=15, what="a new client after the old one was killed")
         assert running.proc.poll() is None, running.stderr
         assert "Traceback" not in running.stderr, running.stderr
+
+
+@pytest.mark.slow
+def test_frozen_client_is_noticed_by_keepalive(direct: Cli) -> None:
+    # a stopped process keeps its TCP connection open but answers no HTTP/2 ping: like a laptop
+    # whose lid was closed, or a client behind a dead link
+    with direct_exporter(direct, lamp_and_echo(direct)) as running:
+        with streaming_client(direct, running, "streamingcall") as child:
+            child.send_signal(signal.SIGSTOP)
+            # keepalive: a ping every 5 s, given up 5 s later
+            wait_until(lambda: next_client_gets_in(running), timeout=20,
+                       what="the exporter to give up on the frozen client")
+        assert running.proc.poll() is None, running.stderr
 
 
 # ---- session boundaries --------------------------------------------------------------------------
@@ -481,7 +494,7 @@ def test_sigterm_exits_promptly(direct: Cli) -> None:
     with direct_exporter(direct, direct.exporter_config()) as idle:
         started = time.monotonic()
         assert idle.terminate() == 0, idle.stderr
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 5
     assert direct.marker().read_text() == "closed\n"
 
     with direct_exporter(direct, direct.exporter_config()) as running:
@@ -489,7 +502,7 @@ def test_sigterm_exits_promptly(direct: Cli) -> None:
             assert root.children["lamp"].call("on") == "on at 100%"
             started = time.monotonic()
             assert running.terminate() == 0, running.stderr
-            assert time.monotonic() - started < 3
+            assert time.monotonic() - started < 5
             with pytest.raises(ConnectionLostError):
                 root.children["lamp"].call("status")
         assert "Traceback" not in running.stderr, running.stderr

@@ -26,6 +26,8 @@ TCP_OPTIONS = (
     *[(k, v) for k, v in GRPC_OPTIONS if k not in ("grpc.keepalive_time_ms", "grpc.keepalive_timeout_ms")],
     ("grpc.keepalive_time_ms", 5_000),
     ("grpc.keepalive_timeout_ms", 5_000),
+    # recent grpc cores wait this long for any ping's answer (default 60 s), keepalive pings included
+    ("grpc.http2.ping_timeout_ms", 5_000),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 1_000),
     ("grpc.so_reuseport", 0),
 )

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +22,7 @@ from jumpstarter_driver_composite.driver import Composite
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter, UnixPortforwardAdapter
 from jumpstarter_driver_network.client import NetworkClient
 from jumpstarter_driver_network.driver import EchoNetwork, TcpNetwork, UdpNetwork, UnixNetwork
-from tests.unit.drivers.conftest import drivers_from_yaml, exporter_socket, j_process
+from tests.unit.drivers.conftest import drivers_from_yaml, exporter_socket, j_process, run_j
 
 DEADLINE = 30
 MiB = 1 << 20
@@ -282,6 +283,26 @@ def test_upstream_type_strings_load(tcp_echo: tuple[str, int]) -> None:
 
 
 # ---- j -------------------------------------------------------------------------------------
+
+
+def test_j_forward_ends_when_the_connection_closes(tcp_echo: tuple[str, int],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Inside `jmp shell`, `j` commands run on a thread of the shell process, where Ctrl-C never
+    arrives: a forward must not keep the shell from closing its connection and exiting."""
+    codes: list[int] = []
+    with serve(Composite(children={"tcp": TcpNetwork(host=tcp_echo[0], port=tcp_echo[1])})) as root:
+        command = threading.Thread(target=lambda: codes.append(run_j(root, "tcp", "forward")))
+        command.start()
+        printed = ""
+        deadline = time.monotonic() + DEADLINE
+        while ":" not in printed:
+            assert time.monotonic() < deadline, "j tcp forward printed no address"
+            printed += capsys.readouterr().out
+            time.sleep(0.01)
+        host, port = printed.strip().rsplit(":", 1)
+        assert echo_round_trip((host, int(port)), b"from a thread") == b"from a thread"
+    command.join(DEADLINE)
+    assert codes == [0]
 
 
 def test_j_forward_and_connect(tcp_echo: tuple[str, int], tmp_path: Path) -> None:

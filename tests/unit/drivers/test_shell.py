@@ -149,7 +149,7 @@ def test_abandoned_command_is_killed(tmp_path: Path) -> None:
     ("config", "error", "needle"),
     [
         ({"methods": {}}, TypeError, "methods"),
-        ({"methods": {"a-b": "true"}}, ValueError, "methods.a-b"),
+        ({"methods": {"a b": "true"}}, ValueError, "methods.a b"),
         ({"methods": {"x": {"command": "true", "timeot": 3}}}, ValueError, "methods.x: unknown keys timeot"),
         ({"methods": {"x": {"command": "true", "timeout": -1}}}, ValueError, "methods.x.timeout"),
         ({"methods": {"x": ""}}, ValueError, "methods.x"),
@@ -176,6 +176,8 @@ def test_upstream_config_and_j(capsys: pytest.CaptureFixture[str]) -> None:
         "        greet: 'echo \"$GREETING, $1\"'\n"
         "        fail: 'echo broken >&2; exit 7'\n"
         "        deploy: {command: 'echo deploying', description: Deploy the app}\n"
+        "        deploy-all: 'echo everything'\n"
+        "        _helper: 'echo private'\n"
     )
     with serve(Composite(children={"board": root})) as client:
         assert run_j(client, "board", "shell", "echo", "-n", "two words") == 0  # options pass through
@@ -189,3 +191,7 @@ def test_upstream_config_and_j(capsys: pytest.CaptureFixture[str]) -> None:
         assert run_j(client, "board", "shell", "--help") == 0
         listing = capsys.readouterr().out
         assert "Deploy the app" in listing and "Execute the echo shell method" in listing
+        assert "_helper" not in listing
+        assert run_j(client, "board", "shell", "deploy-all") == 0
+        assert capsys.readouterr().out == "everything\n"
+        assert client.board.shell.execute("_helper").stdout == "private\n"  # hidden from j, not from Python
