@@ -23,7 +23,16 @@ if __package__ in (None, ""):  # run as a script: make the `bench` package impor
 import grpc
 from google.protobuf.struct_pb2 import Value
 
-from bench.harness import KIB, MIB, Settings, child_server, interleaved_latency, repeated_rate, threaded_rate
+from bench.harness import (
+    KIB,
+    MIB,
+    Settings,
+    child_server,
+    event_loop,
+    interleaved_latency,
+    repeated_rate,
+    threaded_rate,
+)
 from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
 from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc, router_pb2, router_pb2_grpc
 
@@ -42,18 +51,15 @@ def _call_request(method: str = "echo_async") -> Any:
 
 
 @contextmanager
-def bare_calls(path: str) -> Iterator[dict[str, Callable[[], object]]]:
+def bare_calls(path: str, portal: Any) -> Iterator[dict[str, Callable[[], object]]]:
     """Zero-argument callables making one bare DriverCall each: `unary` against the server at
-    `path` (another process); `unary_inproc` against a bare server on a background event loop of
+    `path` (another process); `unary_inproc` against a bare server on `portal`'s event loop in
     this process, sharing the GIL with the client as `serve()` does (a diagnostic floor)."""
-    from anyio.from_thread import start_blocking_portal
-
     from bench.servers import bare_server
 
     request = _call_request()
     with ExitStack() as stack:
         remote = stack.enter_context(grpc.insecure_channel(_target(path)))
-        portal = stack.enter_context(start_blocking_portal("asyncio"))
         local_path = stack.enter_context(portal.wrap_async_context_manager(bare_server()))
         local = stack.enter_context(grpc.insecure_channel(_target(local_path)))
         remote_call = jumpstarter_pb2_grpc.ExporterServiceStub(remote).DriverCall
@@ -64,11 +70,11 @@ def bare_calls(path: str) -> Iterator[dict[str, Callable[[], object]]]:
         }
 
 
-def unary(path: str, settings: Settings, threads: int = 16) -> dict[str, float]:
+def unary(path: str, settings: Settings, portal: Any, threads: int = 16) -> dict[str, float]:
     """p50/p99 of one sync client calling DriverCall (in another process and in this one), and
     calls/s of `threads` threads (other process)."""
     figures: dict[str, float] = {}
-    with bare_calls(path) as calls:
+    with bare_calls(path, portal) as calls:
         for name, stats in interleaved_latency(calls, settings).items():
             figures.update({f"{name}.{key}": value for key, value in stats.items()})
         figures["unary.threads16_calls_per_s"] = threaded_rate(calls["unary"], threads, settings.seconds)
@@ -180,55 +186,55 @@ async def _echo_aio(path: str, size: int, seconds: float) -> float:
     return received / elapsed
 
 
-def oneway_aio(path: str, size: int, seconds: float) -> float:
-    """`oneway_sync` with a grpc.aio client on a fresh event loop."""
-    return asyncio.run(_oneway_aio(path, size, seconds))
+def oneway_aio(path: str, size: int, seconds: float, portal: Any) -> float:
+    """`oneway_sync` with a grpc.aio client on the event loop of `portal`."""
+    return portal.call(_oneway_aio, path, size, seconds)
 
 
-def echo_aio(path: str, size: int, seconds: float) -> float:
-    """`echo_sync` with a grpc.aio client on a fresh event loop."""
-    return asyncio.run(_echo_aio(path, size, seconds))
+def echo_aio(path: str, size: int, seconds: float, portal: Any) -> float:
+    """`echo_sync` with a grpc.aio client on the event loop of `portal`."""
+    return portal.call(_echo_aio, path, size, seconds)
 
 
-def paired_streams(path: str) -> dict[str, Callable[[float], float]]:
+def paired_streams(path: str, portal: Any) -> dict[str, Callable[[float], float]]:
     """The stream figures compared with ours, as `run(seconds) -> MB/s`: 64 KiB one way and
-    64 KiB echo, sync and aio clients."""
+    64 KiB echo, sync and aio clients (the aio ones on `portal`'s loop)."""
     return {
         "sync.oneway_64k_MBps": lambda seconds: oneway_sync(path, 64 * KIB, seconds) / 1e6,
-        "aio.oneway_64k_MBps": lambda seconds: oneway_aio(path, 64 * KIB, seconds) / 1e6,
+        "aio.oneway_64k_MBps": lambda seconds: oneway_aio(path, 64 * KIB, seconds, portal) / 1e6,
         "sync.echo_64k_MBps": lambda seconds: echo_sync(path, ECHO_SIZE, seconds) / 1e6,
-        "aio.echo_64k_MBps": lambda seconds: echo_aio(path, ECHO_SIZE, seconds) / 1e6,
+        "aio.echo_64k_MBps": lambda seconds: echo_aio(path, ECHO_SIZE, seconds, portal) / 1e6,
     }
 
 
-def other_streams(path: str, settings: Settings) -> dict[str, float]:
+def other_streams(path: str, settings: Settings, portal: Any) -> dict[str, float]:
     """One-way MB/s at 4 KiB and 1 MiB messages, both client flavours (messages/s are derived
     from these by bench.targets)."""
     figures: dict[str, float] = {}
-    for flavour, oneway in (("sync", oneway_sync), ("aio", oneway_aio)):
-        for label, size in (("4k", 4 * KIB), ("1m", MIB)):
-            figures[f"{flavour}.oneway_{label}_MBps"] = oneway(path, size, settings.seconds) / 1e6
+    for label, size in (("4k", 4 * KIB), ("1m", MIB)):
+        figures[f"sync.oneway_{label}_MBps"] = oneway_sync(path, size, settings.seconds) / 1e6
+        figures[f"aio.oneway_{label}_MBps"] = oneway_aio(path, size, settings.seconds, portal) / 1e6
     return figures
 
 
-def measure(path: str, settings: Settings, *, paired: bool = True) -> dict[str, float]:
-    """Every floor figure against the bare server at `path` (plus the in-process diagnostic);
-    `paired=False` leaves out the figures run.py measures alternating with ours."""
+def measure(path: str, settings: Settings, portal: Any, *, paired: bool = True) -> dict[str, float]:
+    """Every floor figure against the bare server at `path` (plus the in-process diagnostic),
+    async work on `portal`; `paired=False` leaves out what run.py measures alternating with ours."""
     figures: dict[str, float] = {}
     if paired:
-        figures.update(unary(path, settings))
-        for name, run in paired_streams(path).items():
+        figures.update(unary(path, settings, portal))
+        for name, run in paired_streams(path, portal).items():
             figures[f"stream.{name}"] = run(settings.seconds)
     figures["streaming.items_per_s"] = server_streaming(path, settings)
-    figures.update({f"stream.{k}": v for k, v in other_streams(path, settings).items()})
+    figures.update({f"stream.{k}": v for k, v in other_streams(path, settings, portal).items()})
     return figures
 
 
 def main() -> None:
     """Print the floor figures as JSON."""
     settings = Settings.quick() if "--quick" in sys.argv else Settings()
-    with child_server("bare") as path:
-        figures = measure(path, settings)
+    with child_server("bare") as path, event_loop() as portal:
+        figures = measure(path, settings, portal)
     json.dump(figures, sys.stdout, indent=2)
     print()
 

@@ -1,7 +1,7 @@
 """Ours: driver calls through `client.call` / `client.streamingcall`.
 
-In-process means `serve(BenchDriver())` (server on the portal's event loop, client in this
-thread); across processes means the exporter session runs in a child process
+In-process means what `serve(BenchDriver())` does (session on a blocking portal's event loop,
+client in this thread); across processes means the exporter session runs in a child process
 (`bench.servers jumpstarter`, i.e. `local_session`) and this process connects with
 `client_from_path`. `python bench/bench_calls.py [--quick]` prints the figures.
 """
@@ -21,28 +21,29 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import Settings, child_server, interleaved_latency, repeated_rate, threaded_rate
+from bench.harness import Settings, child_server, event_loop, interleaved_latency, repeated_rate, threaded_rate
 
 
 @contextmanager
-def remote_client(path: str) -> Iterator[Any]:
-    """A sync root client connected to the exporter session at `path`."""
-    from anyio.from_thread import start_blocking_portal
-
+def remote_client(path: str, portal: Any) -> Iterator[Any]:
+    """A sync root client connected to the exporter session at `path`, async parts on `portal`."""
     from jumpstarter.client.client import client_from_path
 
-    with start_blocking_portal("asyncio") as portal, client_from_path(path, portal) as client:
+    with client_from_path(path, portal) as client:
         yield client
 
 
 @contextmanager
-def local_client() -> Iterator[Any]:
-    """A sync root client of `BenchDriver` served in this process."""
+def local_client(portal: Any) -> Iterator[Any]:
+    """A sync root client of `BenchDriver` served in this process: what `serve()` does (session
+    and client on one blocking portal), on the portal the rest of the benchmark shares."""
     from bench.drivers import BenchDriver
-    from jumpstarter.common.utils import serve
+    from jumpstarter.client.client import client_from_path
+    from jumpstarter.exporter.local import local_session
 
-    with serve(BenchDriver()) as client:
-        yield client
+    with portal.wrap_async_context_manager(local_session(BenchDriver())) as path:
+        with client_from_path(path, portal, unsafe=True) as client:
+            yield client
 
 
 def unary_calls(local: Any, remote: Any) -> dict[str, Callable[[], object]]:
@@ -117,11 +118,11 @@ def logging_cost(client: Any, settings: Settings) -> dict[str, float]:
     }
 
 
-def measure(path: str, settings: Settings, *, paired: bool = True) -> dict[str, float]:
+def measure(path: str, settings: Settings, portal: Any, *, paired: bool = True) -> dict[str, float]:
     """Every call figure, in-process and against the exporter session at `path`; `paired=False`
     leaves out the unary figures (run.py measures them alternating with the floor)."""
     figures: dict[str, float] = {}
-    with local_client() as local, remote_client(path) as remote:
+    with local_client(portal) as local, remote_client(path, portal) as remote:
         if paired:
             calls = unary_calls(local, remote)
             for name, stats in interleaved_latency(calls, settings).items():
@@ -138,8 +139,8 @@ def measure(path: str, settings: Settings, *, paired: bool = True) -> dict[str, 
 def main() -> None:
     """Print our call figures as JSON."""
     settings = Settings.quick() if "--quick" in sys.argv else Settings()
-    with child_server("jumpstarter") as path:
-        figures = measure(path, settings)
+    with child_server("jumpstarter") as path, event_loop() as portal:
+        figures = measure(path, settings, portal)
     json.dump(figures, sys.stdout, indent=2)
     print()
 

@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the `bench` package impor
 import anyio
 
 from bench.bench_calls import remote_client
-from bench.harness import KIB, Settings, child_server
+from bench.harness import KIB, Settings, child_server, event_loop
 
 
 def oneway_sync(client: Any, size: int, seconds: float) -> float:
@@ -115,12 +115,12 @@ def paired_streams(client: Any) -> dict[str, Callable[[float], float]]:
     }
 
 
-def measure(path: str, settings: Settings, *, paired: bool = True) -> dict[str, float]:
+def measure(path: str, settings: Settings, portal: Any, *, paired: bool = True) -> dict[str, float]:
     """MB/s of one-way 4 KiB sends, and (unless `paired=False`: run.py measures those alternating
     with the floor) of one-way 64 KiB sends and 64 KiB echo, sync and async."""
     seconds = settings.seconds
     figures: dict[str, float] = {}
-    with remote_client(path) as client:
+    with remote_client(path, portal) as client:
         if paired:
             for name, run in paired_streams(client).items():
                 figures[name] = run(seconds)
@@ -132,8 +132,8 @@ def measure(path: str, settings: Settings, *, paired: bool = True) -> dict[str, 
 def main() -> None:
     """Print our byte-stream figures as JSON."""
     settings = Settings.quick() if "--quick" in sys.argv else Settings()
-    with child_server("jumpstarter") as path:
-        figures = measure(path, settings)
+    with child_server("jumpstarter") as path, event_loop() as portal:
+        figures = measure(path, settings, portal)
     json.dump(figures, sys.stdout, indent=2)
     print()
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: The repository root, put on PYTHONPATH of child processes so they can import `bench`.
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,6 +164,22 @@ def _threaded_run(call: Callable[[], object], threads: int, seconds: float) -> t
     if errors:
         raise errors[0]
     return sum(counts), elapsed
+
+
+@contextmanager
+def event_loop() -> Iterator[Any]:
+    """The one event loop (as an anyio blocking portal) for all grpc.aio work of a measuring
+    process: in-process servers, the clients' async channels, the bare aio clients.
+
+    grpc.aio delivers completions through one process-wide queue that every loop using it
+    watches, and hands events for another loop over with `call_soon_threadsafe`; with several
+    such loops in a process each RPC wakes all of them and may take an extra thread hop: two
+    extra idle loops slowed our in-process calls by 15-50 % before everything shared one loop.
+    A test process using `serve()` has exactly one such loop, which is what this reproduces."""
+    from anyio.from_thread import start_blocking_portal
+
+    with start_blocking_portal("asyncio") as portal:
+        yield portal
 
 
 def child_env() -> dict[str, str]:

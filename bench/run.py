@@ -25,7 +25,14 @@ if __package__ in (None, ""):  # run as a script: make the `bench` package impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import baseline, bench_calls, bench_startup, bench_streams, targets
-from bench.harness import Settings, child_server, interleaved_latency, interleaved_rate, interleaved_runs
+from bench.harness import (
+    Settings,
+    child_server,
+    event_loop,
+    interleaved_latency,
+    interleaved_rate,
+    interleaved_runs,
+)
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -34,11 +41,11 @@ def _prefixed(prefix: str, figures: dict[str, Any]) -> dict[str, Any]:
     return {f"{prefix}.{key}": value for key, value in figures.items()}
 
 
-def unary_pairs(bare_path: str, ours_path: str, settings: Settings) -> dict[str, float]:
+def unary_pairs(bare_path: str, ours_path: str, settings: Settings, portal: Any) -> dict[str, float]:
     """Unary p50/p99 and 16-thread calls/s of the floor and ours, sampled in alternating blocks
     so that the ratios compare calls made under the same machine load."""
-    with baseline.bare_calls(bare_path) as bare, bench_calls.local_client() as local:
-        with bench_calls.remote_client(ours_path) as remote:
+    with baseline.bare_calls(bare_path, portal) as bare, bench_calls.local_client(portal) as local:
+        with bench_calls.remote_client(ours_path, portal) as remote:
             calls = _prefixed("bare", bare) | _prefixed("calls", bench_calls.unary_calls(local, remote))
             found = interleaved_latency(calls, settings)
             pair = {key: calls[key] for key in ("bare.unary", "calls.remote.echo_async")}
@@ -49,22 +56,22 @@ def unary_pairs(bare_path: str, ours_path: str, settings: Settings) -> dict[str,
     return figures
 
 
-def stream_pairs(bare_path: str, ours_path: str, settings: Settings) -> dict[str, float]:
+def stream_pairs(bare_path: str, ours_path: str, settings: Settings, portal: Any) -> dict[str, float]:
     """The byte-stream figures compared with a floor (64 KiB one way and echo), floor and ours
     alternating in slices."""
-    with bench_calls.remote_client(ours_path) as client:
-        runs = _prefixed("bare.stream", baseline.paired_streams(bare_path))
+    with bench_calls.remote_client(ours_path, portal) as client:
+        runs = _prefixed("bare.stream", baseline.paired_streams(bare_path, portal))
         runs.update(_prefixed("streams", bench_streams.paired_streams(client)))
         return interleaved_runs(runs, settings.seconds)
 
 
-def run_round(bare_path: str, ours_path: str, settings: Settings) -> dict[str, float]:
+def run_round(bare_path: str, ours_path: str, settings: Settings, portal: Any) -> dict[str, float]:
     """One pass over the floor and our call and stream figures."""
-    figures = unary_pairs(bare_path, ours_path, settings)
-    figures.update(stream_pairs(bare_path, ours_path, settings))
-    figures.update(_prefixed("bare", baseline.measure(bare_path, settings, paired=False)))
-    figures.update(_prefixed("calls", bench_calls.measure(ours_path, settings, paired=False)))
-    figures.update(_prefixed("streams", bench_streams.measure(ours_path, settings, paired=False)))
+    figures = unary_pairs(bare_path, ours_path, settings, portal)
+    figures.update(stream_pairs(bare_path, ours_path, settings, portal))
+    figures.update(_prefixed("bare", baseline.measure(bare_path, settings, portal, paired=False)))
+    figures.update(_prefixed("calls", bench_calls.measure(ours_path, settings, portal, paired=False)))
+    figures.update(_prefixed("streams", bench_streams.measure(ours_path, settings, portal, paired=False)))
     return figures
 
 
@@ -179,9 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     busy_before, own_before = busy_cpu_seconds(), own_cpu_seconds()
     samples = []
-    with child_server("bare") as bare_path, child_server("jumpstarter") as ours_path:
+    with child_server("bare") as bare_path, child_server("jumpstarter") as ours_path, event_loop() as portal:
         for index in range(rounds):
-            samples.append(run_round(bare_path, ours_path, settings))
+            samples.append(run_round(bare_path, ours_path, settings, portal))
             print(f"round {index + 1}/{rounds} done at {time.perf_counter() - began:.0f} s", file=sys.stderr)
     figures = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
     figures.update(_prefixed("startup", bench_startup.measure(settings)))

@@ -4,8 +4,8 @@
         requests.get(f"http://{host}:{port}/")        # reaches the device's web server
 
 Every accepted connection opens its own driver stream (`client.stream_async(method)`), so
-connections are independent: one closing, stalling or failing leaves the others alone. Both
-adapters work with `with` (sync code; they run on the client's portal) and `async with`.
+connections are independent: one closing, stalling or failing leaves the others alone. The
+port-forward adapters work with `with` (sync code; they run on the client's portal) and `async with`.
 """
 
 from __future__ import annotations

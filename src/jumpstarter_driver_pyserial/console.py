@@ -137,9 +137,9 @@ def start_console(stream: Any, stdin: Any = None, stdout: Any = None, stderr: An
     in_fd, out_fd = stdin.fileno(), stdout.fileno()
     if not os.isatty(in_fd):
         raise OSError("start-console needs a terminal on stdin; use `j serial pipe` from scripts")
-    stderr.write("Connected. Press Ctrl-B three times to exit.\r\n")
-    stderr.flush()
     with raw_terminal(in_fd):
+        stderr.write("Connected. Press Ctrl-B three times to exit.\r\n")  # raw mode is on from here
+        stderr.flush()
         Console(stream, in_fd, out_fd).run()
     stderr.write("\r\nDisconnected.\n")
     stderr.flush()

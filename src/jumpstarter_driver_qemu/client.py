@@ -18,6 +18,41 @@ class QemuClient(DriverClient):
         """Running state, pid, forwarded ports, disk image."""
         return self.call("status")
 
+    def console_tail(self, lines: int = 20) -> str:
+        """The last lines the guest printed on its serial console."""
+        return str(self.call("console_tail", lines))
+
+    def wait_for_prompt(self, prompt: str = r"[#$] ", timeout: float = 120, progress: bool | None = None) -> float:
+        """Wait until the serial console shows `prompt` (a regex), pressing Enter now and then;
+        returns the seconds it took. On timeout the error carries the last console lines.
+        A progress line is printed on stderr (by default when stderr is a terminal)."""
+        import time
+
+        import pexpect
+
+        show = sys.stderr.isatty() if progress is None else progress
+        start = time.monotonic()
+        with self.console.pexpect() as console:
+            while True:
+                console.sendline("")
+                try:
+                    console.expect(prompt, timeout=1.5)
+                    break
+                except pexpect.TIMEOUT:
+                    elapsed = time.monotonic() - start
+                    if elapsed > timeout:
+                        raise TimeoutError(
+                            f"no prompt matching {prompt!r} on the console after {timeout:g}s; last console "
+                            f"lines:\n{self.console_tail(15)}"
+                        ) from None
+                    if show:
+                        sys.stderr.write(f"\rbooting... {elapsed:5.1f}s")
+                        sys.stderr.flush()
+        took = time.monotonic() - start
+        if show:
+            sys.stderr.write(f"\rshell prompt after {took:.1f}s\n")
+        return took
+
     def cli(self) -> click.Group:
         """`j <qemu> status` plus the children's commands."""
         from jumpstarter.cli.jcommands import command_for

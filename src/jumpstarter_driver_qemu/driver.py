@@ -112,6 +112,18 @@ class QEMU(Driver):
             "console_log": str(self.run_dir / "console.log"),
         }
 
+    @export
+    def console_tail(self, lines: int = 20) -> str:
+        """The last lines the guest printed on its serial console (kept in console.log)."""
+        path = self.run_dir / "console.log"
+        if not path.exists():
+            return ""
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 65536))
+            text = f.read().decode(errors="replace")
+        return "\n".join(text.replace("\r", "").splitlines()[-lines:])
+
     async def reset(self) -> None:
         """A session starts (or ends) with the VM off."""
         await self.power_off(graceful=False)

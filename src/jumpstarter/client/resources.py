@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
@@ -74,6 +75,13 @@ async def _upload_stream(
     handle = json.loads(stream.initial_metadata["resource"])
 
     async def feed() -> None:
+        try:
+            await pump()
+        except BaseException:
+            await stream.aclose()  # reset: the driver must see an incomplete upload, not the end of it
+            raise
+
+    async def pump() -> None:
         async for chunk in _chunks(source):
             data = compress.feed(chunk) if compress else chunk
             if data:
@@ -84,10 +92,15 @@ async def _upload_stream(
                 await stream.send(tail)
         await stream.send_eof()
 
+    # a plain task rather than a task group: an exception from the caller's block (a failing driver
+    # call) must come out as itself, not wrapped in an ExceptionGroup
+    feeder = asyncio.ensure_future(feed())
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(feed)
-            yield handle
-            tg.cancel_scope.cancel()
+        yield handle
     finally:
+        if not feeder.done():
+            feeder.cancel()
+        await asyncio.gather(feeder, return_exceptions=True)
         await stream.aclose()
+    if not feeder.cancelled() and feeder.exception() is not None:
+        raise feeder.exception()  # type: ignore[misc]

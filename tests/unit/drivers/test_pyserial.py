@@ -8,22 +8,23 @@ import signal
 import subprocess
 import sys
 import termios
-import threading
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("serial")
-pexpect = pytest.importorskip("pexpect")
+pytest.importorskip("pexpect")
+from pexpect.fdpexpect import fdspawn
 
-from jumpstarter.common.utils import serve  # noqa: E402
-from jumpstarter.errors import ConfigurationError  # noqa: E402
-from jumpstarter_driver_pyserial.client import PySerialClient  # noqa: E402
-from jumpstarter_driver_pyserial.console import EscapeDetector  # noqa: E402
-from jumpstarter_driver_pyserial.driver import PySerial  # noqa: E402
-from tests.unit.drivers.conftest import J, drivers_from_yaml, exporter_socket, j_process  # noqa: E402
+from jumpstarter.common.utils import serve
+from jumpstarter.errors import ConfigurationError
+from jumpstarter_driver_pyserial.client import PySerialClient
+from jumpstarter_driver_pyserial.console import EscapeDetector
+from jumpstarter_driver_pyserial.driver import PySerial, SerialStream
+from tests.unit.drivers.conftest import J, drivers_from_yaml, exporter_socket, j_process
 
 DEADLINE = 10.0
 
@@ -170,25 +171,36 @@ def test_cps_paces_sending(pty: Pty) -> None:
         assert time.monotonic() - start >= 19 / 200
 
 
+def _running_readers() -> int:
+    """Threads currently inside a serial reader loop (idle pool workers do not count)."""
+    code = SerialStream._read_loop.__code__
+    return sum(
+        any(frame.f_code is code for frame, _ in traceback.walk_stack(top))
+        for top in sys._current_frames().values()
+    )
+
+
 def test_streams_release_threads_and_descriptors(pty: Pty) -> None:
-    with serve(PySerial(url=pty.path)) as client:
-        with client.stream() as stream:  # warm up thread pools
-            stream.send(b"x")
-        fds, threads = len(os.listdir("/proc/self/fd")), threading.active_count()
-        for _ in range(30):
+    def sessions(count: int) -> None:
+        for _ in range(count):
             with client.stream() as stream:
                 stream.send(b"x")
-        pty.read_until(b"x" * 31)
+        pty.read_until(b"x" * count)
+
+    with serve(PySerial(url=pty.path)) as client:
+        sessions(10)  # warm up: worker thread pools grow to their working size
+        fds = len(os.listdir("/proc/self/fd"))
+        sessions(40)
         deadline = time.monotonic() + DEADLINE
-        while threading.active_count() > threads and time.monotonic() < deadline:
-            time.sleep(0.01)  # serial reader threads notice the stop within READ_POLL
-        assert threading.active_count() <= threads
+        while _running_readers() and time.monotonic() < deadline:
+            time.sleep(0.01)  # a reader thread notices its stop within READ_POLL
+        assert _running_readers() == 0
         assert len(os.listdir("/proc/self/fd")) <= fds
 
 
 # ---- pexpect --------------------------------------------------------------------------------
 GETTY = r"""
-import os, sys
+import os, subprocess, sys
 out = sys.stdout.buffer
 def line():
     data = b""
@@ -203,7 +215,13 @@ user = line()
 out.write(b"Password: "); out.flush()
 if line() != b"secret":
     out.write(b"\r\nLogin incorrect\r\n"); out.flush(); sys.exit(1)
-os.execvp("sh", ["sh", "-i"])
+while True:  # a minimal shell: prompt, run the line with sh -c, print its output
+    out.write(b"root@board:~# "); out.flush()
+    command = line()
+    if command == b"exit":
+        sys.exit(0)
+    result = subprocess.run(["sh", "-c", command], stdin=subprocess.DEVNULL, capture_output=True)
+    out.write((result.stdout + result.stderr).replace(b"\n", b"\r\n")); out.flush()
 """
 
 
@@ -212,7 +230,7 @@ def test_pexpect_login_flow(pty: Pty) -> None:
         # the "device": a login prompt, then a real shell, on the other side of the line
         device = subprocess.Popen(
             [sys.executable, "-c", GETTY], stdin=pty.master, stdout=pty.master, stderr=pty.master,
-            env={"PATH": os.environ["PATH"], "PS1": "root@board:~# ", "HOME": "/"},
+            env={"PATH": os.environ["PATH"]}, start_new_session=True,
         )
         try:
             console.expect("login: ")
@@ -284,28 +302,35 @@ def test_j_serial_pipe_no_output_exits_at_end_of_input(pty: Pty, tmp_path: Path)
         assert pty.read_until(b"reboot\n") == b"reboot\n"
 
 
-def test_j_serial_start_console(tmp_path: Path) -> None:
+def test_j_serial_start_console() -> None:
     if not Path(J).exists():
         pytest.skip(f"{J} is not installed")
     root = drivers_from_yaml("  serial:\n    type: PySerial\n    config:\n      url: 'loop://'\n")
-    with exporter_socket(root) as host:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("JMP_", "JUMPSTARTER_"))}
-        env["JUMPSTARTER_HOST"] = host
-        console = pexpect.spawn(J, ["serial", "start-console"], env=env, timeout=DEADLINE * 3)
-        try:
-            console.expect("Ctrl-B three times")
-            console.send("hello loop")  # loop:// sends it straight back
-            console.expect("hello loop")
-            assert not termios.tcgetattr(console.child_fd)[3] & (termios.ECHO | termios.ICANON)  # raw
-            console.send("\x02\x02\x02")
-            console.expect("Disconnected")
-            console.expect(pexpect.EOF)
-            restored = termios.tcgetattr(console.child_fd)[3]
-            assert restored & termios.ECHO and restored & termios.ICANON
-            console.close()
-            assert console.exitstatus == 0
-        finally:
-            console.close(force=True)
+    # `j` on a terminal of our own; started with subprocess, not pexpect.spawn, whose fork() in a
+    # process running gRPC threads (the exporter) can break the child before it execs
+    terminal, device = os.openpty()
+    try:
+        with exporter_socket(root) as host:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("JMP_", "JUMPSTARTER_"))}
+            proc = subprocess.Popen([J, "serial", "start-console"], env={**env, "JUMPSTARTER_HOST": host},
+                                    stdin=device, stdout=device, stderr=device, start_new_session=True)
+            console = fdspawn(terminal, timeout=DEADLINE * 3)
+            try:
+                console.expect("Ctrl-B three times")
+                assert not termios.tcgetattr(terminal)[3] & (termios.ECHO | termios.ICANON)  # raw mode
+                console.send("hello loop")  # loop:// sends it straight back
+                console.expect("hello loop")
+                console.send("\x02\x02\x02")
+                console.expect("Disconnected")
+                assert proc.wait(DEADLINE) == 0
+                restored = termios.tcgetattr(terminal)[3]
+                assert restored & termios.ECHO and restored & termios.ICANON
+            finally:
+                proc.kill()
+                proc.wait()
+    finally:
+        os.close(device)
+        os.close(terminal)
 
 
 def test_start_console_refuses_a_non_terminal(pty: Pty) -> None:

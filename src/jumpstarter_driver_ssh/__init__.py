@@ -1,0 +1,1 @@
+"""`j ssh`: the local OpenSSH client reaching the device's SSH server through a network driver."""
