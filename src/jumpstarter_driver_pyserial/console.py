@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -54,12 +55,44 @@ def raw_terminal(fd: int) -> Iterator[None]:
     import termios
     import tty
 
-    saved = termios.tcgetattr(fd)
     try:
+        saved = termios.tcgetattr(fd)
         tty.setraw(fd, termios.TCSANOW)
+    except termios.error as exc:
+        raise OSError(f"cannot put the terminal in raw mode: {exc}") from None
+    try:
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
+
+
+@contextmanager
+def terminal_foreground(fd: int) -> Iterator[None]:
+    """Make this process the terminal's foreground job for the block.
+
+    Inside `jmp shell`, `j` commands run in the shell process on behalf of the `j` process, which
+    is the terminal's foreground job; a background process that changes terminal settings or reads
+    the terminal is stopped by the kernel (SIGTTOU/SIGTTIN). The foreground goes back to the `j`
+    process afterwards. Nothing changes when this process already is in the foreground.
+    """
+    try:
+        foreground = os.tcgetpgrp(fd)
+    except OSError:
+        yield  # not our controlling terminal: job control does not apply
+        return
+    ours = os.getpgrp()
+    if foreground == ours:
+        yield
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})  # a blocked SIGTTOU is not sent
+    try:
+        os.tcsetpgrp(fd, ours)
+        try:
+            yield
+        finally:
+            os.tcsetpgrp(fd, foreground)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -137,7 +170,7 @@ def start_console(stream: Any, stdin: Any = None, stdout: Any = None, stderr: An
     in_fd, out_fd = stdin.fileno(), stdout.fileno()
     if not os.isatty(in_fd):
         raise OSError("start-console needs a terminal on stdin; use `j serial pipe` from scripts")
-    with raw_terminal(in_fd):
+    with terminal_foreground(in_fd), raw_terminal(in_fd):
         stderr.write("Connected. Press Ctrl-B three times to exit.\r\n")  # raw mode is on from here
         stderr.flush()
         Console(stream, in_fd, out_fd).run()

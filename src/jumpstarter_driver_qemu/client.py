@@ -116,7 +116,7 @@ class _Progress:
     """A file object that prints a progress line on stderr as it is read."""
 
     def __init__(self, path: Path) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115 - closed when fully read
+        self._file = open(path, "rb")
         self._total = max(path.stat().st_size, 1)
         self._done = 0
 

@@ -208,7 +208,9 @@ class QemuNetwork(Driver):
         """A byte stream to the guest port."""
         vm = self.qemu.vm
         if vm is None or not self.qemu.running:
-            raise ConnectionRefusedError(f"the virtual machine is powered off: guest port {self.guest_port} unreachable")
+            raise ConnectionRefusedError(
+                f"the virtual machine is powered off: guest port {self.guest_port} unreachable"
+            )
         host_port = vm.host_ports.get(self.guest_port)
         if host_port is None:
             raise ConnectionRefusedError(f"guest port {self.guest_port} is not forwarded")

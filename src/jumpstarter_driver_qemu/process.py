@@ -114,7 +114,7 @@ class Vm:
         for name in ("serial.sock", "qmp.sock"):
             (self.run_dir / name).unlink(missing_ok=True)
         argv = self.spec.argv(self.run_dir)
-        log = open(self.run_dir / "qemu.log", "wb")  # noqa: SIM115 - handed to the child
+        log = open(self.run_dir / "qemu.log", "wb")  # noqa: ASYNC230
         # started from the event-loop thread (which lives as long as the exporter): the kernel
         # kills QEMU when that thread's process dies, however it dies
         setpriv = shutil.which("setpriv")
@@ -164,7 +164,7 @@ class Vm:
             raise RuntimeError("the virtual machine is not running")
         return await self.qmp.execute(command, arguments) if arguments else await self.qmp.execute(command)
 
-    async def wait(self, timeout: float) -> bool:
+    async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline for a process exit
         """Wait up to `timeout` for QEMU to exit; True if it did."""
         if self.process is None:
             return True
@@ -172,7 +172,7 @@ class Vm:
             await anyio.to_thread.run_sync(self.process.wait, abandon_on_cancel=True)
         return self.process.poll() is not None
 
-    async def powerdown(self, timeout: float) -> bool:
+    async def powerdown(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Ask the guest to shut down (ACPI); kill QEMU if it has not exited within `timeout`.
         Returns True when the guest shut down by itself."""
         if not self.running:

@@ -16,9 +16,13 @@ GUEST = Path("/var/tmp/jumpstarter-dut")
 BIN = Path(sys.executable).parent
 
 pytestmark = [
-    pytest.mark.skipif(not (GUEST / "kernel").is_file(), reason=f"demo guest not built in {GUEST} (make demo builds it)"),
-    pytest.mark.skipif(subprocess.run(["which", "qemu-system-x86_64"], capture_output=True).returncode != 0,
-                       reason="qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"),
+    pytest.mark.skipif(
+        not (GUEST / "kernel").is_file(), reason=f"demo guest not built in {GUEST} (make demo builds it)"
+    ),
+    pytest.mark.skipif(
+        subprocess.run(["which", "qemu-system-x86_64"], capture_output=True).returncode != 0,
+        reason="qemu-system-x86_64 not installed (apt-get install qemu-system-x86)",
+    ),
 ]
 
 
@@ -46,8 +50,9 @@ def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no
 
 def test_readme_demo_passes_and_leaves_nothing_running() -> None:
     before = qemu_pids()
-    done = subprocess.run([str(ROOT / "examples/qemu/run-demo.sh")], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [str(ROOT / "examples/qemu/run-demo.sh")], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "3 passed" in done.stdout
     wait_until(lambda: not (qemu_pids() - before), 10, "QEMU to exit after the demo")
@@ -56,9 +61,20 @@ def test_readme_demo_passes_and_leaves_nothing_running() -> None:
 def test_sigkill_of_the_shell_kills_qemu() -> None:
     before = qemu_pids()
     shell = subprocess.Popen(
-        [str(BIN / "jmp"), "shell", "--exporter-config", str(ROOT / "examples/qemu/exporter.yaml"), "--",
-         "sh", "-c", "j qemu power on && echo powered-on && sleep 120"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            str(BIN / "jmp"),
+            "shell",
+            "--exporter-config",
+            str(ROOT / "examples/qemu/exporter.yaml"),
+            "--",
+            "sh",
+            "-c",
+            "j qemu power on && echo powered-on && sleep 120",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         assert shell.stdout is not None

@@ -7,6 +7,7 @@ client tree the shell already holds, and replies with the exit code.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 import os
@@ -70,9 +71,14 @@ def _serve_one(conn: socket.socket, root: Any) -> None:
         }
         for name, stream in streams.items():
             setattr(_local, name, stream)
+        done = threading.Event()
+        _watch_for_hangup(conn, threading.get_ident(), done)
         try:
             code = invoke(build_cli(root), list(request.get("argv", [])))
+        except KeyboardInterrupt:
+            code = 130
         finally:
+            done.set()
             for name, stream in streams.items():
                 try:
                     stream.flush()
@@ -86,6 +92,21 @@ def _serve_one(conn: socket.socket, root: Any) -> None:
         for fd in fds:
             os.close(fd)
         conn.close()
+
+
+def _watch_for_hangup(conn: socket.socket, worker: int, done: threading.Event) -> None:
+    """When the `j` process goes away (Ctrl-C, killed) before its command finished, interrupt the
+    command running for it here (KeyboardInterrupt in its thread), as a terminal would."""
+
+    def watch() -> None:
+        try:
+            conn.recv(1)
+        except OSError:
+            pass
+        if not done.is_set():
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker), ctypes.py_object(KeyboardInterrupt))
+
+    threading.Thread(target=watch, daemon=True, name="j-hangup-watch").start()
 
 
 @contextmanager

@@ -83,8 +83,9 @@ def invoke(command: object, argv: list[str]) -> int:
 
     assert isinstance(command, click.Command)
     try:
-        command.main(args=argv, prog_name="j", standalone_mode=False)
-        return 0
+        result = command.main(args=argv, prog_name="j", standalone_mode=False)
+        # without standalone mode click returns ctx.exit()'s code instead of exiting
+        return result if isinstance(result, int) and not isinstance(result, bool) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:

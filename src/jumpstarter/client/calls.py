@@ -37,4 +37,8 @@ def error_from_rpc(exc: BaseException) -> BaseException | None:
         from jumpstarter.errors import ConnectionLostError
 
         return ConnectionLostError(f"call cancelled: {details}")
+    if remote_type is None and code_name == "RESOURCE_EXHAUSTED":
+        from jumpstarter.errors import RemoteError
+
+        return RemoteError(f"resource exhausted: {details}")  # gRPC's own limit, not a busy exporter
     return status.rebuild(code_name, details, remote_type)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -18,7 +18,7 @@ from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
 from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc, router_pb2, router_pb2_grpc
 from jumpstarter.streams import resources
 from jumpstarter.wire import status as wire_status
-from jumpstarter.wire.values import CODEC_KEY, CODEC_USER_AGENT, CODEC_VERSION, decode, encode, encode_batch
+from jumpstarter.wire.values import CODEC_KEY, CODEC_USER_AGENT, CODEC_VERSION, decode, encode, encode_batch_values
 
 log = logging.getLogger("jumpstarter.exporter.servicer")
 
@@ -108,8 +108,8 @@ class ExporterServicer(jumpstarter_pb2_grpc.ExporterServiceServicer):
             items = self.session.streaming_call(request.uuid, request.method, args, self.allowed)
             if tagged:
                 async for batch in batched(items):
-                    result = encode(batch[0], True) if len(batch) == 1 else encode_batch(batch)
-                    yield pb.StreamingDriverCallResponse(uuid=request.uuid, result=result)
+                    for result in size_limited(batch):
+                        yield pb.StreamingDriverCallResponse(uuid=request.uuid, result=result)
             else:
                 async for item in items:
                     yield pb.StreamingDriverCallResponse(uuid=request.uuid, result=encode(item, False))
@@ -165,6 +165,27 @@ class ExporterServicer(jumpstarter_pb2_grpc.ExporterServiceServicer):
 
 
 BATCH_LIMIT = 256
+#: Encoded bytes per streaming message past which a batch is split (well under the 16 MiB limit).
+BATCH_BYTES = 1 << 20
+
+
+def size_limited(batch: list[Any]) -> Iterator[Any]:
+    """Encode a batch of items as one or more Values, each under BATCH_BYTES (one big item alone)."""
+    if len(batch) == 1:
+        yield encode(batch[0], True)
+        return
+    pending: list[Any] = []
+    size = 0
+    for item in batch:
+        value = encode(item, True)
+        item_size = value.ByteSize()
+        if pending and size + item_size > BATCH_BYTES:
+            yield pending[0] if len(pending) == 1 else encode_batch_values(pending)
+            pending, size = [], 0
+        pending.append(value)
+        size += item_size
+    if pending:
+        yield pending[0] if len(pending) == 1 else encode_batch_values(pending)
 
 
 async def batched(items: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
@@ -235,7 +256,7 @@ class StreamServicer(router_pb2_grpc.RouterServiceServicer):
         except (anyio.get_cancelled_exc_class(), grpc.aio.AbortError):
             raise
         except Exception as exc:
-            error = exc
+            error = _single(exc)
         await abort_with(context, error)
 
     async def _driver_stream(self, request: dict[str, Any], request_iterator: Any, context: Any) -> None:
@@ -294,6 +315,13 @@ async def pump(stream: Any, request_iterator: Any, context: Any) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(inbound)
         tg.start_soon(outbound)
+
+
+def _single(exc: BaseException) -> BaseException:
+    """The one real error inside (nested) exception groups from the pump's task group."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _is_byte_stream(stream: Any) -> bool:

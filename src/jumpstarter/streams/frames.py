@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from anyio import EndOfStream
@@ -45,7 +46,8 @@ class FrameStream:
         self._loop = asyncio.get_running_loop()
         self._lock = threading.Lock()
         # outgoing
-        self._out = bytearray()
+        self._out: list[bytes] = []  # queued chunks, joined once per frame (no copy per send)
+        self._out_bytes = 0
         self._out_eof = False
         self._out_wake = asyncio.Event()
         self._out_space = asyncio.Event()
@@ -82,8 +84,9 @@ class FrameStream:
         while True:
             with self._lock:
                 self._check_send()
-                if len(self._out) < HIGH_WATER:
-                    self._out += data
+                if self._out_bytes < HIGH_WATER:
+                    self._out.append(bytes(data))
+                    self._out_bytes += len(data)
                     self._out_wake.set()
                     return
                 self._out_space.clear()
@@ -94,10 +97,11 @@ class FrameStream:
         with self._lock:
             while True:
                 self._check_send()
-                if len(self._out) < HIGH_WATER:
+                if self._out_bytes < HIGH_WATER:
                     break
                 self._out_space_sync.wait(1.0)
-            self._out += data
+            self._out.append(bytes(data))
+            self._out_bytes += len(data)
             if not self._out_signalled:
                 self._out_signalled = True
                 self._loop.call_soon_threadsafe(self._out_wake.set)
@@ -122,13 +126,12 @@ class FrameStream:
                 with self._lock:
                     self._out_wake.clear()
                     self._out_signalled = False
-                    data = bytes(self._out)
-                    self._out.clear()
+                    chunks, self._out, self._out_bytes = self._out, [], 0
                     eof = self._out_eof
                     self._out_space.set()
                     self._out_space_sync.notify_all()
-                for start in range(0, len(data), MAX_FRAME):
-                    await call.write(make(payload=data[start : start + MAX_FRAME], frame_type=DATA))
+                for payload in _frames(chunks):
+                    await call.write(make(payload=payload, frame_type=DATA))
                 if eof:
                     await call.write(make(frame_type=GOAWAY))
                     await call.done_writing()
@@ -257,6 +260,16 @@ class FrameStream:
             await asyncio.wait({acked, reader}, timeout=ACK_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
             acked.cancel()
         await self.aclose()
+
+
+def _frames(chunks: list[bytes]) -> Iterator[bytes]:
+    """Payloads of at most MAX_FRAME bytes from queued chunks (a lone chunk is sent as is)."""
+    if len(chunks) == 1 and len(chunks[0]) <= MAX_FRAME:
+        yield chunks[0]
+        return
+    data = b"".join(chunks)
+    for start in range(0, len(data), MAX_FRAME):
+        yield data[start : start + MAX_FRAME]
 
 
 def _aio_eof() -> Any:

@@ -152,14 +152,12 @@ class Batch(list):  # type: ignore[type-arg]
     """Several items of a streaming call carried in one message (tagged dialect only)."""
 
 
-def encode_batch(items: list[Any]) -> Value:
-    """One Value carrying several streaming-call items."""
+def encode_batch_values(values: list[Value]) -> Value:
+    """One Value carrying several already-encoded streaming-call items."""
     value = Value()
     struct = value.struct_value
     struct.fields[TAG].string_value = "batch"
-    values = struct.fields["v"].list_value
-    for item in items:
-        _fill(values.values.add(), item, True)
+    struct.fields["v"].list_value.values.extend(values)
     return value
 
 

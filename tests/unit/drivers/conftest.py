@@ -4,6 +4,7 @@ running `j` command lines in-process."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -42,6 +43,16 @@ def exporter_socket(root: Driver) -> Iterator[str]:
     """Serve `root` on a unix socket (a local exporter session); yields the socket path."""
     with start_blocking_portal("asyncio") as portal, portal.wrap_async_context_manager(local_session(root)) as path:
         yield path
+
+
+def close_listening(sock: socket.socket) -> None:
+    """Close a socket another thread is blocked on (in accept or recvfrom): shutting it down
+    first wakes that thread, closing alone would not."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # not connected (UDP, listeners): the shutdown still wakes the waiter
+        pass
+    sock.close()
 
 
 def j_process(host: str, *argv: str, **kwargs: Any) -> subprocess.Popen[str]:

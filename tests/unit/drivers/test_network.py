@@ -22,7 +22,7 @@ from jumpstarter_driver_composite.driver import Composite
 from jumpstarter_driver_network.adapters import TcpPortforwardAdapter, UnixPortforwardAdapter
 from jumpstarter_driver_network.client import NetworkClient
 from jumpstarter_driver_network.driver import EchoNetwork, TcpNetwork, UdpNetwork, UnixNetwork
-from tests.unit.drivers.conftest import drivers_from_yaml, exporter_socket, j_process, run_j
+from tests.unit.drivers.conftest import close_listening, drivers_from_yaml, exporter_socket, j_process, run_j
 
 DEADLINE = 30
 MiB = 1 << 20
@@ -57,7 +57,7 @@ class EchoServer:
                 pass
 
     def close(self) -> None:
-        self.listener.close()
+        close_listening(self.listener)
 
 
 @pytest.fixture
@@ -94,6 +94,8 @@ def udp_echo() -> Iterator[tuple[str, int]]:
         while True:
             try:
                 data, peer = sock.recvfrom(65536)
+                if peer is None:  # woken by the shutdown at the end of the test
+                    return
                 sock.sendto(data, peer)
             except OSError:
                 return
@@ -102,7 +104,7 @@ def udp_echo() -> Iterator[tuple[str, int]]:
     try:
         yield sock.getsockname()[:2]
     finally:
-        sock.close()
+        close_listening(sock)
 
 
 def closed_port() -> int:

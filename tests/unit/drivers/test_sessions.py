@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +17,7 @@ from jumpstarter_driver_network.adapters import TcpPortforwardAdapter
 from jumpstarter_driver_network.driver import TcpNetwork
 from jumpstarter_driver_power.driver import MockPower, SyncMockPower
 from jumpstarter_driver_shell.driver import Shell
+from tests.unit.drivers.conftest import close_listening
 
 
 @pytest.fixture
@@ -36,7 +38,7 @@ def echo_port() -> Iterator[int]:
     try:
         yield listener.getsockname()[1]
     finally:
-        listener.close()
+        close_listening(listener)
 
 
 def one_session(root: Driver) -> None:
@@ -51,15 +53,23 @@ def one_session(root: Driver) -> None:
 
 
 def test_a_hundred_sessions_leak_no_fds_or_threads(echo_port: int) -> None:
-    root = Composite(children={
-        "power": MockPower(),
-        "sync": SyncMockPower(),
-        "shell": Shell(methods={"hi": "echo hi"}),
-        "tcp": TcpNetwork(host="127.0.0.1", port=echo_port),
-    })
+    root = Composite(
+        children={
+            "power": MockPower(),
+            "sync": SyncMockPower(),
+            "shell": Shell(methods={"hi": "echo hi"}),
+            "tcp": TcpNetwork(host="127.0.0.1", port=echo_port),
+        }
+    )
     one_session(root)  # first use imports modules and starts lazily created helpers
     fds, threads = len(os.listdir("/proc/self/fd")), threading.active_count()
     for _ in range(100):
         one_session(root)
+    # worker threads of earlier tests may still be winding down: allow them a moment
+    deadline = time.monotonic() + 10
+    while (
+        len(os.listdir("/proc/self/fd")) > fds or threading.active_count() > threads
+    ) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert len(os.listdir("/proc/self/fd")) <= fds
     assert threading.active_count() <= threads
