@@ -19,7 +19,12 @@ from jumpstarter.exporter.server import GRPC_OPTIONS
 from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc, router_pb2_grpc
 from jumpstarter.wire.values import CODEC_USER_AGENT
 
-CHANNEL_OPTIONS = (*GRPC_OPTIONS, ("grpc.primary_user_agent", CODEC_USER_AGENT))
+CHANNEL_OPTIONS = (
+    *GRPC_OPTIONS,
+    ("grpc.primary_user_agent", CODEC_USER_AGENT),
+    # notice a vanished exporter within seconds (grpc otherwise waits a minute for a ping answer)
+    ("grpc.http2.ping_timeout_ms", 5_000),
+)
 
 
 def grpc_target(path_or_address: str) -> str:

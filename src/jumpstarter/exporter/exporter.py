@@ -111,6 +111,7 @@ class Exporter:
         """Start a lease: reset drivers, run beforeLease, become LEASE_READY. Returns False when
         the lease cannot go on (hook failed with onFailure endLease/exit)."""
         self.lease_name, self.client_name = lease_name, client_name
+        self.session.logs.start_lease()
         await self.session.reset_drivers()
         spec = self.hooks.before_lease if run_hooks else None
         if spec is None:

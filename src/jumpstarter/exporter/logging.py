@@ -40,6 +40,7 @@ class LogBroadcaster(logging.Handler):
         self._subscribers: list[tuple[asyncio.AbstractEventLoop, deque[logging.LogRecord], asyncio.Event]] = []
         self._loop_thread: threading.Thread | None = None
         self.dropped = 0
+        self._lease_history: deque[logging.LogRecord] = deque(maxlen=1000)
 
     def wants(self, record: logging.LogRecord) -> bool:
         """Whether a record belongs to this session."""
@@ -48,7 +49,15 @@ class LogBroadcaster(logging.Handler):
             return uuid in self._uuids
         return record.name.startswith(FORWARDED_PREFIXES) or hasattr(record, "jmp_source")
 
+    def start_lease(self) -> None:
+        """Forget the previous lease's beforeLease output (kept for late subscribers)."""
+        self._lease_history.clear()
+
     def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "jmp_source", None) == LogSource.BEFORE_LEASE_HOOK and self.wants(record):
+            # a client's log stream usually opens after the beforeLease hook ran (its first call
+            # started the lease): keep that output for it
+            self._lease_history.append(record)
         if not self._subscribers or not self.wants(record):
             return
         for loop, queue, ready in self._subscribers:
@@ -67,8 +76,10 @@ class LogBroadcaster(logging.Handler):
         """Subscribe to records logged from now on."""
         loop = asyncio.get_running_loop()
         self._loop_thread = threading.current_thread()
-        queue: deque[logging.LogRecord] = deque()
+        queue: deque[logging.LogRecord] = deque(self._lease_history)
         ready = asyncio.Event()
+        if queue:
+            ready.set()
         entry = (loop, queue, ready)
         self._subscribers = [*self._subscribers, entry]
 
