@@ -22,7 +22,7 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """How long each measurement runs; `quick()` trades precision for a ~25 s total."""
+    """How long each measurement runs; `quick()` trades precision for a ~20 s total."""
 
     calls: int = 2000  # unary calls per latency sample
     warmup: int = 200  # unary calls discarded before each latency sample

@@ -1,11 +1,12 @@
 """Run every benchmark, print the table (ours, floor, ratio, target) and write bench/out/latest.json.
 
-    python bench/run.py            # 3 rounds, ~2.5 minutes
-    python bench/run.py --quick    # 1 short round, ~30 seconds
+    python bench/run.py            # 3 rounds, ~2 minutes
+    python bench/run.py --quick    # 1 short round, ~20 seconds
 
-Each round measures the bare-grpcio floor and then ours against two child-process servers started
-once for the run; every figure is the median over rounds, and ratios are taken between those
-medians, so the floor always comes from the same run (and the same noise) as our figure.
+Each round measures the bare-grpcio floor and ours against two child-process servers started once
+for the run (figures with a ratio target alternate between floor and ours in small blocks); every
+figure is the median over rounds and ratios are taken between those medians, so the floor always
+comes from the same run (and the same noise) as our figure.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def source_revision() -> str:
         return done.stdout.strip() if done.returncode == 0 else ""
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    return commit + ("+dirty" if git("status", "--porcelain", "--", "src") else "")
+    return commit + ("+dirty" if git("--no-optional-locks", "status", "--porcelain", "--", "src") else "")
 
 
 def busy_cpu_seconds() -> float:
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="one short round (~30 s)")
+    parser.add_argument("--quick", action="store_true", help="one short round (~20 s)")
     parser.add_argument("--rounds", type=int, help="rounds of the call/stream figures (default 3, quick 1)")
     parser.add_argument("--out", type=Path, default=OUT / "latest.json", help="where to write the JSON")
     args = parser.parse_args(argv)
