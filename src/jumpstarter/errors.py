@@ -47,6 +47,14 @@ class PermissionDeniedError(JumpstarterError):
     """The caller is authenticated but not allowed to do this."""
 
 
+class NotFoundError(JumpstarterError, LookupError):
+    """A named object (lease, exporter, client) does not exist on the controller."""
+
+
+class AlreadyExistsError(JumpstarterError):
+    """A named object (lease, exporter, client) already exists on the controller."""
+
+
 class ConnectionLostError(JumpstarterError, ConnectionError):
     """The connection to the exporter (or controller) went away."""
 

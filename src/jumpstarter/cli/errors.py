@@ -19,6 +19,8 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.UnauthenticatedError, 4),
     (errors.PermissionDeniedError, 4),
     (errors.ExporterBusyError, 5),
+    (errors.NotFoundError, 7),
+    (errors.AlreadyExistsError, 8),
     (errors.ConnectionLostError, 6),
     (ConnectionError, 6),
     (errors.EnvironmentVariableNotSetError, 2),

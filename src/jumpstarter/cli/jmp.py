@@ -11,10 +11,19 @@ COMMANDS = {
     "shell": ("jumpstarter.cli.shell:shell", "Spawn a shell (or run a command) with access to an exporter."),
     "config": ("jumpstarter.cli.config_cmd:config", "Manage client and exporter configurations."),
     "driver": ("jumpstarter.cli.driver_cmd:driver", "Inspect installed drivers."),
+    "controller": ("jumpstarter.cli.controller_cmd:controller", "Run a controller (distributed mode)."),
+    "admin": ("jumpstarter.cli.admin_cmd:admin", "Manage clients and exporters of a controller."),
+    "get": ("jumpstarter.cli.leases_cmd:get", "List exporters or leases on the controller."),
+    "create": ("jumpstarter.cli.leases_cmd:create", "Create a lease on the controller."),
+    "update": ("jumpstarter.cli.leases_cmd:update", "Change a lease on the controller."),
+    "delete": ("jumpstarter.cli.leases_cmd:delete", "Release leases on the controller."),
     "version": ("jumpstarter.cli.version:version", "Print the Jumpstarter version."),
     "completion": ("jumpstarter.cli.completion:completion", "Print a shell completion script."),
 }
-ALIASES = {"sh": "shell", "s": "shell", "conf": "config", "ver": "version", "v": "version"}
+ALIASES = {
+    "sh": "shell", "s": "shell", "conf": "config", "ver": "version", "v": "version",
+    "a": "admin", "g": "get", "c": "create", "del": "delete", "d": "delete",
+}
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, aliases=ALIASES, context_settings={"help_option_names": ["-h", "--help"]})

@@ -67,6 +67,11 @@ def run(
 
     name, path = exporter_path(exporter, exporter_config)
     if unix_socket is None and listener is None:
+        from jumpstarter.exporter.controlled import has_controller, run_controlled
+
+        if has_controller(path):  # distributed mode: the config names a controller
+            raise SystemExit(anyio.run(run_controlled, path, name))
+    if unix_socket is None and listener is None:
         raise click.UsageError("give --unix-socket PATH (local mode) or --tls-grpc-listener [HOST:]PORT (direct mode)")
     tcp = (
         _tcp_listener(path, listener, tls_grpc_insecure, tls_cert, tls_key, passphrase, insecure_no_auth)

@@ -22,6 +22,8 @@ ERROR_TYPE_KEY = "x-jmp-error"
 STATUS_TABLE: tuple[tuple[type[BaseException], str], ...] = (
     (errors.DriverNotFoundError, "NOT_FOUND"),
     (errors.MethodNotFoundError, "NOT_FOUND"),
+    (errors.NotFoundError, "NOT_FOUND"),
+    (errors.AlreadyExistsError, "ALREADY_EXISTS"),
     (errors.ArgumentError, "INVALID_ARGUMENT"),
     (errors.ExporterNotReadyError, "FAILED_PRECONDITION"),
     (errors.ExporterBusyError, "RESOURCE_EXHAUSTED"),

@@ -1,0 +1,294 @@
+"""`jmp get exporters|leases`, `jmp create lease`, `jmp update lease`, `jmp delete leases`:
+a client's view of the controller (upstream's `jumpstarter.client.v1` API)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from jumpstarter.cli.errors import friendly
+from jumpstarter.cli.lazy import LazyGroup
+from jumpstarter.cli.output import OUTPUT_OPTION, print_items
+
+STATUS_NAMES = {
+    0: "Unspecified", 1: "Offline", 2: "Available", 3: "BeforeLeaseHook", 4: "LeaseReady",
+    5: "AfterLeaseHook", 6: "BeforeLeaseHookFailed", 7: "AfterLeaseHookFailed",
+}
+
+
+def client_options(func: Any) -> Any:
+    """`--client ALIAS` / `--client-config FILE` (default: the current client)."""
+    func = click.option("--client-config", "client_config", type=click.Path(dir_okay=False, path_type=Path),
+                        default=None, help="Path of a client config file.")(func)
+    func = click.option("--client", "client", default=None, metavar="ALIAS",
+                        help="Alias of a client config (default: the current client).")(func)
+    return func
+
+
+def _connect(client: str | None, client_config: Path | None) -> Any:
+    from jumpstarter.client.controller import ControllerClient
+    from jumpstarter.config import store
+    from jumpstarter.config.client import ClientConfig
+    from jumpstarter.errors import ConfigurationError
+
+    if client and client_config:
+        raise click.UsageError("give either --client or --client-config, not both")
+    if client_config is not None:
+        config = ClientConfig.from_file(client_config)
+    else:
+        alias = client or store.current_client()
+        if alias is None:
+            raise ConfigurationError(
+                "no client selected: pass --client ALIAS, or choose one with `jmp config client use ALIAS`"
+            )
+        config = store.load_client(alias)
+    return ControllerClient(config), config.metadata.namespace or "default"
+
+
+def _short(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def _time(ts: Any) -> str | None:
+    if ts is None or (ts.seconds == 0 and ts.nanos == 0):
+        return None
+    return str(ts.ToDatetime().isoformat(timespec="seconds") + "Z")
+
+
+def lease_phase(lease: Any) -> tuple[str, str]:
+    """(phase, message) of a client.v1 Lease from its conditions."""
+    conditions = {c.type: c for c in lease.conditions}
+    for phase in ("Unsatisfiable", "Invalid"):
+        if phase in conditions and conditions[phase].status == "True":
+            return phase, conditions[phase].message
+    ready = conditions.get("Ready")
+    if ready is not None and ready.status == "True":
+        return "Ready", ""
+    pending = conditions.get("Pending")
+    if pending is not None and pending.status == "True":
+        return "Pending", pending.message
+    if ready is not None and ready.reason in ("Released", "Expired"):
+        return "Ended", ready.reason
+    return "Unknown", ""
+
+
+def lease_item(lease: Any) -> dict[str, Any]:
+    """A lease as one row / JSON object."""
+    phase, message = lease_phase(lease)
+    return {
+        "name": _short(lease.name),
+        "client": _short(lease.client),
+        "selector": lease.selector,
+        "exporter": _short(lease.exporter) if lease.HasField("exporter") else None,
+        "phase": phase,
+        "message": message,
+        "duration": lease.duration.ToTimedelta().total_seconds() if lease.HasField("duration") else None,
+        "begin": _time(lease.effective_begin_time) if lease.HasField("effective_begin_time") else None,
+        "expires": _time(lease.effective_end_time) if lease.HasField("effective_end_time") else None,
+    }
+
+
+# ---- get ---------------------------------------------------------------------------------------
+
+@click.group(cls=LazyGroup, aliases={"e": "exporters", "l": "leases"})
+def get() -> None:
+    """Show exporters or leases."""
+
+
+@get.command("exporters")
+@client_options
+@click.option("-l", "--selector", multiple=True, help="Label selector (repeatable, joined with ',').")
+@click.option("--with", "with_", default="", metavar="leases,online,status", help="Extra columns.")
+@OUTPUT_OPTION
+@friendly
+def get_exporters(client: str | None, client_config: Path | None, selector: tuple[str, ...], with_: str,
+                  output: str | None) -> None:
+    """List the exporters this client can see."""
+    from jumpstarter.protocol.client.v1 import client_pb2
+
+    extras = [w.strip() for w in with_.split(",") if w.strip()]
+    unknown = set(extras) - {"leases", "online", "status"}
+    if unknown:
+        raise click.BadParameter(f"unknown column(s) {', '.join(sorted(unknown))}", param_hint="--with")
+    conn, namespace = _connect(client, client_config)
+    with conn:
+        stub = conn.client_stub()
+        parent = f"namespaces/{namespace}"
+        found = conn.call(stub.ListExporters, client_pb2.ListExportersRequest(parent=parent, filter=",".join(selector)))
+        leases = []
+        if "leases" in extras:
+            request = client_pb2.ListLeasesRequest(parent=parent, only_active=True)
+            leases = list(conn.call(stub.ListLeases, request).leases)
+    held = {_short(lease.exporter): lease for lease in leases if lease.HasField("exporter")}
+    items = []
+    for e in found.exporters:
+        item: dict[str, Any] = {
+            "name": _short(e.name),
+            "labels": dict(e.labels) if output in ("json", "yaml") else ",".join(
+                f"{k}={v}" for k, v in sorted(e.labels.items())
+            ),
+            "online": e.online,
+            "status": STATUS_NAMES.get(e.status, str(e.status)),
+        }
+        if "leases" in extras:
+            lease = held.get(item["name"])
+            item["lease"] = _short(lease.name) if lease is not None else None
+        items.append(item)
+    print_items(items, ["name", "labels", *(("lease",) if "leases" in extras else ()),
+                        *[c for c in ("online", "status") if c in extras]], output)
+
+
+@get.command("leases")
+@client_options
+@click.option("-a", "--all", "all_", is_flag=True, help="Include ended leases.")
+@OUTPUT_OPTION
+@friendly
+def get_leases(client: str | None, client_config: Path | None, all_: bool, output: str | None) -> None:
+    """List this client's leases (active ones unless --all)."""
+    from jumpstarter.protocol.client.v1 import client_pb2
+
+    conn, namespace = _connect(client, client_config)
+    with conn:
+        request = client_pb2.ListLeasesRequest(parent=f"namespaces/{namespace}", only_active=not all_)
+        leases = conn.call(conn.client_stub().ListLeases, request).leases
+    items = [lease_item(lease) for lease in leases]
+    print_items(items, ["name", "selector", "exporter", "phase", "message", "begin", "expires"], output)
+
+
+# ---- create / update / delete ------------------------------------------------------------------
+
+@click.group(cls=LazyGroup, aliases={"l": "lease", "leases": "lease"})
+def create() -> None:
+    """Create a lease."""
+
+
+def duration_pb(seconds: float) -> Any:
+    """A protobuf Duration."""
+    from google.protobuf import duration_pb2
+
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(seconds * 1e9))
+    return d
+
+
+def _duration(text: str) -> float:
+    from jumpstarter.controller.durations import parse_duration
+
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--duration") from None
+
+
+@create.command("lease")
+@client_options
+@click.option("-l", "--selector", multiple=True, help="Label selector (repeatable, joined with ',').")
+@click.option("-n", "--name", "exporter_name", default=None, help="Lease this exporter by name.")
+@click.option("--duration", required=True, help="30m, 1h30m, 1d3h, PT1H30M, 01:30:00 or seconds.")
+@click.option("--lease-id", default="", help="Name of the lease (default: generated).")
+@click.option("--tag", multiple=True, metavar="KEY=VALUE", help="Tag (repeatable).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the lease is ready.")
+@click.option("--acquisition-timeout", type=float, default=7200, show_default=True, help="Seconds to wait.")
+@OUTPUT_OPTION
+@friendly
+def create_lease(client: str | None, client_config: Path | None, selector: tuple[str, ...],
+                 exporter_name: str | None, duration: str, lease_id: str, tag: tuple[str, ...], wait: bool,
+                 acquisition_timeout: float, output: str | None) -> None:
+    """Request a lease; by default wait (showing the queue position) until an exporter is assigned."""
+    from jumpstarter.errors import ExporterBusyError
+    from jumpstarter.protocol.client.v1 import client_pb2
+
+    if not selector and not exporter_name:
+        raise click.UsageError("give a label selector (-l k=v) or an exporter name (-n NAME)")
+    tags = dict(t.partition("=")[::2] for t in tag)
+    spec = client_pb2.Lease(selector=",".join(selector), duration=duration_pb(_duration(duration)), tags=tags)
+    if exporter_name:
+        spec.exporter_name = exporter_name
+    conn, namespace = _connect(client, client_config)
+    with conn:
+        stub = conn.client_stub()
+        lease = conn.call(stub.CreateLease, client_pb2.CreateLeaseRequest(
+            parent=f"namespaces/{namespace}", lease_id=lease_id, lease=spec))
+        phase, message = lease_phase(lease)
+        shown = ""
+        deadline = time.monotonic() + acquisition_timeout
+        while wait and phase == "Pending":
+            if message != shown:
+                click.echo(f"lease {_short(lease.name)}: waiting, {message}", err=True)
+                shown = message
+            if time.monotonic() > deadline:
+                raise ExporterBusyError(
+                    f"lease {_short(lease.name)} not ready after {acquisition_timeout:g}s: {message}"
+                )
+            time.sleep(0.2)
+            lease = conn.call(stub.GetLease, client_pb2.GetLeaseRequest(name=lease.name))
+            phase, message = lease_phase(lease)
+    if phase in ("Unsatisfiable", "Invalid"):
+        from jumpstarter.errors import ArgumentError
+
+        raise ArgumentError(f"lease {_short(lease.name)} is {phase.lower()}: {message}")
+    _print_leases([lease], output)
+
+
+def _print_leases(leases: list[Any], output: str | None) -> None:
+    items = [lease_item(lease) for lease in leases]
+    print_items(items, ["name", "selector", "exporter", "phase", "message", "expires"], output)
+
+
+@click.group(cls=LazyGroup, aliases={"l": "lease", "leases": "lease"})
+def update() -> None:
+    """Change a lease."""
+
+
+@update.command("lease")
+@client_options
+@click.argument("name")
+@click.option("--duration", required=True, help="New total duration (30m, 1h30m, PT1H, ...).")
+@OUTPUT_OPTION
+@friendly
+def update_lease(client: str | None, client_config: Path | None, name: str, duration: str,
+                 output: str | None) -> None:
+    """Change the duration of lease NAME."""
+    from google.protobuf import field_mask_pb2
+
+    from jumpstarter.protocol.client.v1 import client_pb2
+
+    conn, namespace = _connect(client, client_config)
+    with conn:
+        spec = client_pb2.Lease(name=f"namespaces/{namespace}/leases/{name}", duration=duration_pb(_duration(duration)))
+        request = client_pb2.UpdateLeaseRequest(lease=spec, update_mask=field_mask_pb2.FieldMask(paths=["duration"]))
+        lease = conn.call(conn.client_stub().UpdateLease, request)
+    _print_leases([lease], output)
+
+
+@click.group(cls=LazyGroup, aliases={"l": "leases", "lease": "leases"})
+def delete() -> None:
+    """Release leases."""
+
+
+@delete.command("leases")
+@client_options
+@click.argument("names", nargs=-1)
+@click.option("-a", "--all", "all_", is_flag=True, help="Release all of this client's active leases.")
+@OUTPUT_OPTION
+@friendly
+def delete_leases(client: str | None, client_config: Path | None, names: tuple[str, ...], all_: bool,
+                  output: str | None) -> None:
+    """Release leases NAME... (or --all of this client's)."""
+    from jumpstarter.protocol.client.v1 import client_pb2
+
+    if not names and not all_:
+        raise click.UsageError("give lease names or --all")
+    conn, namespace = _connect(client, client_config)
+    with conn:
+        stub = conn.client_stub()
+        wanted = list(names)
+        if all_:
+            request = client_pb2.ListLeasesRequest(parent=f"namespaces/{namespace}", only_active=True)
+            wanted += [_short(lease.name) for lease in conn.call(stub.ListLeases, request).leases]
+        for name in wanted:
+            conn.call(stub.DeleteLease, client_pb2.DeleteLeaseRequest(name=f"namespaces/{namespace}/leases/{name}"))
+            click.echo(name if output == "name" else f"released lease {name}")

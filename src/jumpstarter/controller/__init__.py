@@ -1,0 +1,1 @@
+"""The controller: identities, tokens, the exporter registry and leases (distributed mode)."""

@@ -1,0 +1,337 @@
+"""The controller's live state: which exporters are connected, and applying scheduling decisions.
+
+Persistent facts go through the `Store`; connection state (online, reported status, open Status
+streams) lives here only, so after a restart every exporter is offline until it reconnects.
+Nothing here knows about gRPC: the servicers translate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from jumpstarter.controller import leasing
+from jumpstarter.controller.model import DEFAULT_NAMESPACE, EndReason, Identity, Kind, Lease, LeasePhase
+from jumpstarter.controller.selectors import parse_selector
+from jumpstarter.controller.store.base import Store
+from jumpstarter.errors import AlreadyExistsError, ArgumentError, NotFoundError, PermissionDeniedError
+from jumpstarter.exporter.status import ExporterStatus
+
+log = logging.getLogger("jumpstarter.controller")
+Key = tuple[str, str]
+
+
+@dataclass(slots=True, frozen=True)
+class Assignment:
+    """What an exporter's Status stream is told: its current lease, or none."""
+
+    leased: bool
+    lease_name: str | None = None
+    client_name: str | None = None
+
+
+@dataclass(slots=True)
+class Presence:
+    """Connection state of one exporter."""
+
+    status: ExporterStatus = ExporterStatus.OFFLINE
+    message: str = ""
+    streams: list[asyncio.Queue[Assignment | None]] = field(default_factory=list)
+    last_seen: float = 0.0
+    #: a lease ended here: not free again until the exporter reports AVAILABLE afterwards
+    draining: bool = False
+
+    @property
+    def online(self) -> bool:
+        """Whether a Status stream is open."""
+        return bool(self.streams)
+
+
+@dataclass(slots=True, frozen=True)
+class ExporterInfo:
+    """An exporter as listed to clients."""
+
+    identity: Identity
+    online: bool
+    status: ExporterStatus
+    message: str
+    lease: Lease | None
+
+
+class Coordinator:
+    """Identities, exporters and leases, with scheduling applied as things change."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+        self.presence: dict[Key, Presence] = {}
+        self.positions: dict[Key, int] = {}
+        leases = store.list_leases()
+        self._seq = max((lease.seq for lease in leases), default=0)
+        self._wake = asyncio.Event()
+
+    # ---- identities ---------------------------------------------------------------------------
+    def create_identity(self, kind: Kind, namespace: str, name: str, labels: dict[str, str]) -> Identity:
+        """A new client or exporter; AlreadyExistsError when the name is taken."""
+        if not name or "/" in name or ":" in name:
+            raise ArgumentError(f"invalid name {name!r}")
+        if self.store.get_identity(kind, namespace, name) is not None:
+            raise AlreadyExistsError(f"{kind.value.lower()} {namespace}/{name} already exists")
+        identity = Identity(kind, namespace, name, labels=dict(labels), created=self.clock())
+        self.store.put_identity(identity)
+        self._reschedule()
+        return identity
+
+    def get_identity(self, kind: Kind, namespace: str, name: str) -> Identity:
+        """An identity, or NotFoundError."""
+        identity = self.store.get_identity(kind, namespace, name)
+        if identity is None:
+            raise NotFoundError(f"{kind.value.lower()} {namespace}/{name} not found")
+        return identity
+
+    def rotate(self, kind: Kind, namespace: str, name: str) -> Identity:
+        """Invalidate every token of an identity (the caller issues a new one)."""
+        identity = self.get_identity(kind, namespace, name)
+        identity.token_generation += 1
+        self.store.put_identity(identity)
+        return identity
+
+    def delete_identity(self, kind: Kind, namespace: str, name: str) -> None:
+        """Delete an identity: its tokens stop working; its leases end; an exporter is cut off."""
+        if not self.store.delete_identity(kind, namespace, name):
+            raise NotFoundError(f"{kind.value.lower()} {namespace}/{name} not found")
+        for lease in self.store.list_leases(namespace, active_only=True):
+            if (kind is Kind.CLIENT and lease.client == name) or (kind is Kind.EXPORTER and lease.exporter == name):
+                self._end(lease, EndReason.RELEASED, f"{kind.value.lower()} deleted")
+        if kind is Kind.EXPORTER:
+            presence = self.presence.pop((namespace, name), None)
+            for queue in presence.streams if presence else ():
+                queue.put_nowait(None)  # ends the stream
+        self._reschedule()
+
+    # ---- exporters ----------------------------------------------------------------------------
+    def register(self, namespace: str, name: str, labels: dict[str, str]) -> Identity:
+        """An exporter announces itself and the labels of its driver tree."""
+        identity = self.get_identity(Kind.EXPORTER, namespace, name)
+        identity.reported_labels = dict(labels)
+        self.store.put_identity(identity)
+        self.presence.setdefault((namespace, name), Presence()).last_seen = self.clock()
+        self._reschedule()
+        return identity
+
+    async def status_stream(self, namespace: str, name: str) -> AsyncIterator[Assignment]:
+        """Lease assignments for an exporter, starting with the current one; it is online while
+        this iterates and offline as soon as the last stream closes."""
+        self.get_identity(Kind.EXPORTER, namespace, name)
+        key = (namespace, name)
+        presence = self.presence.setdefault(key, Presence())
+        queue: asyncio.Queue[Assignment | None] = asyncio.Queue()
+        presence.streams.append(queue)
+        presence.last_seen = self.clock()
+        queue.put_nowait(self._assignment_of(key))
+        log.info("exporter %s/%s online", namespace, name)
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            with contextlib.suppress(ValueError):
+                presence.streams.remove(queue)
+            if not presence.streams:
+                presence.status, presence.message = ExporterStatus.OFFLINE, "connection lost"
+                log.info("exporter %s/%s offline", namespace, name)
+
+    def report_status(
+        self, namespace: str, name: str, status: ExporterStatus, message: str, release: bool = False
+    ) -> None:
+        """An exporter's status changed; `release` ends its current lease."""
+        presence = self.presence.setdefault((namespace, name), Presence())
+        presence.status, presence.message, presence.last_seen = status, message, self.clock()
+        if status is ExporterStatus.AVAILABLE:
+            presence.draining = False
+        if release or status in (ExporterStatus.BEFORE_LEASE_HOOK_FAILED, ExporterStatus.AFTER_LEASE_HOOK_FAILED):
+            for lease in self.store.list_leases(namespace, active_only=True):
+                if lease.exporter == name and (release or status is ExporterStatus.BEFORE_LEASE_HOOK_FAILED):
+                    self._end(lease, EndReason.RELEASED, message or "released by the exporter")
+        self._reschedule()
+
+    def list_exporters(self, namespace: str, selector: str = "") -> list[ExporterInfo]:
+        """Exporters of a namespace matching a label selector, with their state."""
+        wanted = parse_selector(selector)
+        active = self.store.list_leases(namespace, active_only=True)
+        held = {lease.exporter: lease for lease in active if lease.exporter}
+        found = []
+        for identity in self.store.list_identities(Kind.EXPORTER, namespace):
+            if not wanted.matches(identity.effective_labels):
+                continue
+            presence = self.presence.get(identity.key) or Presence()
+            found.append(ExporterInfo(
+                identity, presence.online, presence.status, presence.message, held.get(identity.name)
+            ))
+        return found
+
+    def get_exporter(self, namespace: str, name: str) -> ExporterInfo:
+        """One exporter with its state."""
+        identity = self.get_identity(Kind.EXPORTER, namespace, name)
+        presence = self.presence.get(identity.key) or Presence()
+        held = [lease for lease in self.store.list_leases(namespace, active_only=True) if lease.exporter == name]
+        return ExporterInfo(identity, presence.online, presence.status, presence.message, held[0] if held else None)
+
+    # ---- leases -------------------------------------------------------------------------------
+    def create_lease(
+        self,
+        client: Identity,
+        selector: str,
+        duration: float,
+        *,
+        name: str = "",
+        exporter_name: str | None = None,
+        begin_time: float | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> Lease:
+        """Record a lease request and schedule at once (a free exporter is granted before this returns)."""
+        name = name or str(uuid.uuid4())
+        if self.store.get_lease(client.namespace, name) is not None:
+            raise AlreadyExistsError(f"lease {client.namespace}/{name} already exists")
+        self._seq += 1
+        lease = Lease(
+            namespace=client.namespace, name=name, client=client.name, selector=selector.strip(), duration=duration,
+            created=self.clock(), seq=self._seq, exporter_name=exporter_name or None, begin_time=begin_time,
+            tags=dict(tags or {}),
+        )
+        invalid = leasing.validate(lease)
+        if invalid is not None:
+            raise ArgumentError(invalid)
+        self.store.put_lease(lease)
+        self._reschedule()
+        return self.store.get_lease(lease.namespace, lease.name) or lease
+
+    def get_lease(self, client: Identity | None, namespace: str, name: str) -> Lease:
+        """A lease; a client may only see its own (PermissionDeniedError otherwise)."""
+        lease = self.store.get_lease(namespace, name)
+        if lease is None:
+            raise NotFoundError(f"lease {namespace}/{name} not found")
+        if client is not None and (client.namespace != namespace or client.name != lease.client):
+            raise PermissionDeniedError(f"lease {namespace}/{name} belongs to another client")
+        return lease
+
+    def list_leases(self, namespace: str, client: str | None, only_active: bool) -> list[Lease]:
+        """Leases of a namespace (of one client when `client` is given)."""
+        return [
+            lease for lease in self.store.list_leases(namespace, active_only=only_active)
+            if client is None or lease.client == client
+        ]
+
+    def update_lease(self, client: Identity | None, namespace: str, name: str, duration: float | None) -> Lease:
+        """Change a lease's duration (an active lease keeps its begin time)."""
+        lease = self.get_lease(client, namespace, name)
+        if not lease.active:
+            raise ArgumentError(f"lease {namespace}/{name} has ended ({lease.reason or lease.phase.value})")
+        if duration is not None:
+            if duration <= 0:
+                raise ArgumentError("the duration must be longer than zero")
+            lease.duration = duration
+            if lease.effective_begin is not None:
+                lease.effective_end = lease.effective_begin + duration
+            self.store.put_lease(lease)
+        self._reschedule()
+        return lease
+
+    def release_lease(self, client: Identity | None, namespace: str, name: str) -> Lease:
+        """End a lease on the client's request."""
+        lease = self.get_lease(client, namespace, name)
+        if lease.active:
+            self._end(lease, EndReason.RELEASED, "released by the client")
+            self._reschedule()
+        return lease
+
+    # ---- scheduling ---------------------------------------------------------------------------
+    def _assignment_of(self, key: Key) -> Assignment:
+        for lease in self.store.list_leases(key[0], active_only=True):
+            if lease.exporter == key[1] and lease.phase is LeasePhase.READY:
+                return Assignment(True, lease.name, lease.client)
+        return Assignment(False)
+
+    def _push(self, key: Key, assignment: Assignment) -> None:
+        presence = self.presence.get(key)
+        for queue in presence.streams if presence else ():
+            queue.put_nowait(assignment)
+
+    def _end(self, lease: Lease, reason: EndReason, message: str) -> None:
+        was_ready = lease.phase is LeasePhase.READY
+        lease.phase, lease.reason, lease.message = LeasePhase.ENDED, reason.value, message
+        if was_ready and lease.effective_end is not None:
+            lease.effective_end = min(lease.effective_end, self.clock())
+        self.store.put_lease(lease)
+        self.positions.pop(lease.key, None)
+        if was_ready and lease.exporter:
+            key = (lease.namespace, lease.exporter)
+            presence = self.presence.get(key)
+            if presence is not None and presence.online:
+                presence.draining = True
+            self._push(key, Assignment(False, lease.name, lease.client))
+        log.info("lease %s/%s ended: %s (%s)", lease.namespace, lease.name, reason.value, message)
+
+    def _views(self, leases: list[Lease]) -> list[leasing.ExporterView]:
+        held = {(lease.namespace, lease.exporter): lease.name for lease in leases if lease.exporter}
+        views = []
+        for identity in self.store.list_identities(Kind.EXPORTER):
+            presence = self.presence.get(identity.key) or Presence()
+            views.append(leasing.ExporterView(
+                namespace=identity.namespace, name=identity.name, labels=identity.effective_labels,
+                online=presence.online, status=presence.status, enabled=identity.enabled,
+                leased_by=held.get(identity.key), draining=presence.draining,
+            ))
+        return views
+
+    def _reschedule(self) -> None:
+        """Expire what is due, then hand free exporters to waiting leases, in queue order."""
+        now = self.clock()
+        active = self.store.list_leases(active_only=True)
+        for lease in leasing.expired(now, active):
+            self._end(lease, EndReason.EXPIRED, "lease expired")
+        active = [lease for lease in active if lease.active]
+        pending = [lease for lease in active if lease.phase is LeasePhase.PENDING]
+        if pending:
+            clients = {c.key: c for c in self.store.list_identities(Kind.CLIENT)}
+            plan = leasing.schedule(now, pending, self._views(active), self.store.list_policies(), clients)
+            for key, reason in plan.unsatisfiable.items():
+                lease = next(lease for lease in pending if lease.key == key)
+                lease.phase, lease.message = LeasePhase.UNSATISFIABLE, reason
+                self.store.put_lease(lease)
+                self.positions.pop(key, None)
+            for lease, exporter in plan.assignments:
+                lease.phase, lease.exporter = LeasePhase.READY, exporter.name
+                lease.effective_begin = now
+                lease.effective_end = now + lease.duration
+                lease.message = "ready"
+                self.store.put_lease(lease)
+                self.positions.pop(lease.key, None)
+                self._push((lease.namespace, exporter.name), Assignment(True, lease.name, lease.client))
+                log.info("lease %s/%s granted: exporter %s", lease.namespace, lease.name, exporter.name)
+            self.positions = dict(plan.positions)
+        else:
+            self.positions = {}
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Enforce expiry and scheduled begin times until cancelled."""
+        while True:
+            self._reschedule()
+            self._wake.clear()
+            deadline = leasing.next_deadline(self.store.list_leases(active_only=True))
+            timeout = 30.0 if deadline is None else max(0.0, min(30.0, deadline - self.clock()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+
+def default_namespace(namespace: str | None) -> str:
+    """The namespace to use when none is given."""
+    return namespace or DEFAULT_NAMESPACE

@@ -1,0 +1,211 @@
+"""Lease scheduling as pure functions: who may lease what, who waits where, what expires.
+
+The coordinator feeds these functions snapshots and applies what they return; nothing here does
+I/O or reads the clock, so every rule is tested with tables.
+
+Queueing: waiting leases are served first-come first-served, with one fairness rule: leases are
+ordered by (how many earlier waiting leases the same client has, creation order), so a client that
+queues ten leases cannot starve a client that queues one. Among several free exporters a lease takes
+the one that the fewest other waiting leases could use, so a pinned or narrow request is not
+blocked by a broad one that could have gone elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from jumpstarter.controller.model import Identity, Lease, LeasePhase, Policy
+from jumpstarter.controller.selectors import Selector, parse_selector
+from jumpstarter.exporter.status import ExporterStatus
+
+
+@lru_cache(maxsize=4096)
+def selector(text: str) -> Selector:
+    """Parsed selector, cached (selectors repeat a lot across scheduling passes)."""
+    return parse_selector(text)
+
+
+@dataclass(slots=True, frozen=True)
+class ExporterView:
+    """An exporter as the scheduler sees it."""
+
+    namespace: str
+    name: str
+    labels: dict[str, str]
+    online: bool = False
+    status: ExporterStatus = ExporterStatus.OFFLINE
+    enabled: bool = True
+    leased_by: str | None = None  # name of the lease holding it
+    draining: bool = False  # a lease just ended; not free until it reports AVAILABLE again
+
+    @property
+    def free(self) -> bool:
+        """Whether a lease could be handed to it right now."""
+        return (
+            self.online and self.enabled and not self.draining and self.leased_by is None
+            and self.status is ExporterStatus.AVAILABLE
+        )
+
+
+@dataclass(slots=True)
+class Plan:
+    """What a scheduling pass decided."""
+
+    assignments: list[tuple[Lease, ExporterView]] = field(default_factory=list)
+    #: lease key -> 1-based position among the leases waiting for the same exporters
+    positions: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: lease key -> why nothing can ever satisfy it
+    unsatisfiable: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def policy_allows(
+    policies: Iterable[Policy], client: Identity, exporter: ExporterView, duration: float
+) -> bool:
+    """Whether `client` may lease `exporter` for `duration` seconds.
+
+    Clients never reach exporters of another namespace. Within a namespace with no policy that
+    selects the exporter, everyone may; otherwise some selecting policy must admit the client
+    (by name or label) with a maximum duration of at least `duration`."""
+    if client.namespace != exporter.namespace:
+        return False
+    applying = [
+        p for p in policies
+        if p.namespace == exporter.namespace and selector(p.exporter_selector).matches(exporter.labels)
+    ]
+    if not applying:
+        return True
+    for p in applying:
+        admitted = client.name in p.clients or (
+            p.client_selector is not None and selector(p.client_selector).matches(client.labels)
+        )
+        if admitted and (p.maximum_duration is None or duration <= p.maximum_duration):
+            return True
+    return False
+
+
+def candidates(
+    lease: Lease, exporters: Sequence[ExporterView], policies: Sequence[Policy], client: Identity | None
+) -> list[ExporterView]:
+    """Exporters that could ever serve `lease` (ignoring whether they are free now)."""
+    wanted = selector(lease.selector)
+    found = []
+    for e in exporters:
+        if e.namespace != lease.namespace:
+            continue
+        if lease.exporter_name is not None and e.name != lease.exporter_name:
+            continue
+        if not wanted.matches(e.labels):
+            continue
+        if client is None or not policy_allows(policies, client, e, lease.duration):
+            continue
+        found.append(e)
+    return found
+
+
+def validate(lease: Lease) -> str | None:
+    """Why a lease request is invalid (phase Invalid), or None."""
+    if lease.duration <= 0:
+        return "the duration must be longer than zero"
+    if not lease.selector.strip() and not lease.exporter_name:
+        return "give a label selector or an exporter name"
+    try:
+        parsed = selector(lease.selector)
+    except ValueError as exc:
+        return str(exc)
+    if parsed.contradictory():
+        return f"selector {lease.selector!r} contradicts itself: no exporter can ever match it"
+    return None
+
+
+def unsatisfiable_reason(lease: Lease, found: Sequence[ExporterView], known: Sequence[ExporterView]) -> str | None:
+    """Why nothing can ever satisfy `lease`, given its candidates among all known exporters."""
+    if found:
+        enabled = [e for e in found if e.enabled]
+        return None if enabled else "every matching exporter is disabled"
+    if lease.exporter_name is not None:
+        pinned = [e for e in known if e.namespace == lease.namespace and e.name == lease.exporter_name]
+        if not pinned:
+            return f"no exporter named {lease.exporter_name!r}"
+        if not selector(lease.selector).matches(pinned[0].labels):
+            return f"exporter {lease.exporter_name!r} does not match selector {lease.selector!r}"
+        return f"no access to exporter {lease.exporter_name!r}"
+    matching = [e for e in known if e.namespace == lease.namespace and selector(lease.selector).matches(e.labels)]
+    if matching:
+        return "no access to any exporter matching the selector"
+    return f"no exporter matches selector {lease.selector!r}"
+
+
+def fair_order(pending: Iterable[Lease]) -> list[Lease]:
+    """Waiting leases in service order: FIFO, interleaved across clients."""
+    by_age = sorted(pending, key=lambda lease: (lease.created, lease.seq))
+    rank: Counter[str] = Counter()
+    keyed = []
+    for lease in by_age:
+        keyed.append((rank[lease.client], lease.created, lease.seq, lease))
+        rank[lease.client] += 1
+    return [item[3] for item in sorted(keyed, key=lambda item: item[:3])]
+
+
+def schedule(
+    now: float,
+    pending: Sequence[Lease],
+    exporters: Sequence[ExporterView],
+    policies: Sequence[Policy],
+    clients: dict[tuple[str, str], Identity],
+) -> Plan:
+    """Assign free exporters to waiting leases that have reached their begin time."""
+    plan = Plan()
+    due = [
+        lease for lease in fair_order(pending)
+        if lease.phase is LeasePhase.PENDING and (lease.begin_time is None or lease.begin_time <= now)
+    ]
+    options: dict[tuple[str, str], list[ExporterView]] = {}
+    for lease in due:
+        found = candidates(lease, exporters, policies, clients.get((lease.namespace, lease.client)))
+        reason = unsatisfiable_reason(lease, found, exporters)
+        if reason is not None:
+            plan.unsatisfiable[lease.key] = reason
+            continue
+        options[lease.key] = found
+    demand: Counter[tuple[str, str]] = Counter(
+        (e.namespace, e.name) for found in options.values() for e in found
+    )
+    taken: set[tuple[str, str]] = set()
+    waiting: list[Lease] = []
+    for lease in due:
+        if lease.key not in options:
+            continue
+        free = [e for e in options[lease.key] if e.free and (e.namespace, e.name) not in taken]
+        if not free:
+            waiting.append(lease)
+            continue
+        chosen = min(free, key=lambda e: (demand[(e.namespace, e.name)], e.name))
+        taken.add((chosen.namespace, chosen.name))
+        plan.assignments.append((lease, chosen))
+    wanted = {lease.key: {(e.namespace, e.name) for e in options[lease.key]} for lease in waiting}
+    for i, lease in enumerate(waiting):
+        ahead = sum(1 for other in waiting[:i] if wanted[other.key] & wanted[lease.key])
+        plan.positions[lease.key] = ahead + 1
+    return plan
+
+
+def expired(now: float, leases: Iterable[Lease]) -> list[Lease]:
+    """Ready leases whose end time has passed."""
+    return [
+        lease for lease in leases
+        if lease.phase is LeasePhase.READY and lease.effective_end is not None and lease.effective_end <= now
+    ]
+
+
+def next_deadline(leases: Iterable[Lease]) -> float | None:
+    """The earliest moment something changes on its own (an expiry or a scheduled begin)."""
+    times = []
+    for lease in leases:
+        if lease.phase is LeasePhase.READY and lease.effective_end is not None:
+            times.append(lease.effective_end)
+        elif lease.phase is LeasePhase.PENDING and lease.begin_time is not None:
+            times.append(lease.begin_time)
+    return min(times, default=None)

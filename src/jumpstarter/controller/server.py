@@ -1,0 +1,156 @@
+"""Running a controller: data directory, TLS, admin credential, gRPC server, clean shutdown.
+
+Data directory layout: `controller.db` (SQLite store: identities, leases, policies, signing keys),
+`tls/cert.pem` + `tls/key.pem` (self-signed unless given), `admin.yaml` (a ClientConfig-shaped
+credential for `jmp admin`, rewritten on every start with the current endpoint).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from jumpstarter.controller.admin_service import AdminServicer
+from jumpstarter.controller.auth import TokenAuthority
+from jumpstarter.controller.coordinator import Coordinator
+from jumpstarter.controller.model import DEFAULT_NAMESPACE, Identity, Kind
+from jumpstarter.controller.service import Authenticator, ClientServicer, ControllerServicer
+from jumpstarter.controller.store.sqlite import SqliteStore
+from jumpstarter.direct.tls import ServerIdentity, generate_self_signed
+from jumpstarter.protocol.admin.v1 import admin_pb2_grpc
+from jumpstarter.protocol.client.v1 import client_pb2_grpc
+from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc
+
+log = logging.getLogger("jumpstarter.controller")
+ADMIN_CREDENTIAL = "admin.yaml"
+ADMIN_NAME = "admin"
+
+#: Pings find dead peers (a vanished exporter host) within ~15 s even without a clean TCP close.
+SERVER_OPTIONS = (
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+
+
+@dataclass(slots=True)
+class ControllerSettings:
+    """How to run a controller."""
+
+    address: str
+    data_dir: Path
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    endpoint: str | None = None  # advertised in credentials; default: the bound address
+
+
+def tls_identity(settings: ControllerSettings) -> ServerIdentity:
+    """The server certificate: given, or self-signed once and kept in the data directory."""
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        return ServerIdentity(settings.tls_cert.read_bytes(), settings.tls_key.read_bytes())
+    directory = settings.data_dir / "tls"
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    if cert.is_file() and key.is_file():
+        return ServerIdentity(cert.read_bytes(), key.read_bytes())
+    host = settings.address.rsplit(":", 1)[0].strip("[]")
+    hosts = [socket.gethostname()] + ([host] if host not in ("", "0.0.0.0", "::") else [])
+    if settings.endpoint:
+        hosts.append(settings.endpoint.rsplit(":", 1)[0].strip("[]"))
+    identity = generate_self_signed(hosts)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _write_private(key, identity.key_pem)
+    _write_private(cert, identity.cert_pem)
+    return identity
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    from jumpstarter.config.paths import SECRET_MODE, atomic_write
+
+    atomic_write(path, data.decode(), SECRET_MODE)
+
+
+def write_admin_credential(
+    settings: ControllerSettings, authority: TokenAuthority, endpoint: str, ca_pem: bytes
+) -> Path:
+    """(Re)write the admin credential: endpoint, CA and a token of the admin identity."""
+    from jumpstarter.config.client import ClientConfig
+    from jumpstarter.config.common import ObjectMeta, TLSConfig
+    from jumpstarter.config.paths import SECRET_MODE, atomic_write
+
+    store = authority.store
+    admin = store.get_identity(Kind.ADMIN, DEFAULT_NAMESPACE, ADMIN_NAME)
+    if admin is None:
+        import time
+
+        admin = Identity(Kind.ADMIN, DEFAULT_NAMESPACE, ADMIN_NAME, created=time.time())
+        store.put_identity(admin)
+    token, _ = authority.issue(admin)
+    config = ClientConfig(
+        metadata=ObjectMeta(name=ADMIN_NAME, namespace=DEFAULT_NAMESPACE),
+        endpoint=endpoint,
+        tls=TLSConfig(ca=ca_pem.decode()),
+        token=token,
+    )
+    path = settings.data_dir / ADMIN_CREDENTIAL
+    atomic_write(path, config.to_yaml(), SECRET_MODE)
+    return path
+
+
+def advertised(settings: ControllerSettings, port: int) -> str:
+    """The endpoint written into credentials and configs."""
+    if settings.endpoint:
+        return settings.endpoint
+    host = settings.address.rsplit(":", 1)[0].strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    return f"{host}:{port}"
+
+
+async def serve(settings: ControllerSettings, announce: Callable[[str], None] = print) -> None:
+    """Run the controller until SIGINT/SIGTERM; every change is already on disk when it stops."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = SqliteStore.in_directory(settings.data_dir)
+    try:
+        authority = TokenAuthority(store)
+        identity = tls_identity(settings)
+        coordinator = Coordinator(store)
+        auth = Authenticator(authority)
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        jumpstarter_pb2_grpc.add_ControllerServiceServicer_to_server(ControllerServicer(coordinator, auth), server)
+        client_pb2_grpc.add_ClientServiceServicer_to_server(ClientServicer(coordinator, auth), server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(coordinator, auth), server)
+        credentials = grpc.ssl_server_credentials([(identity.key_pem, identity.cert_pem)])
+        port = server.add_secure_port(settings.address, credentials)
+        if port == 0:
+            raise OSError(f"cannot listen on {settings.address}")
+        await server.start()
+        endpoint = advertised(settings, port)
+        credential = write_admin_credential(settings, authority, endpoint, identity.cert_pem)
+        host = settings.address.rsplit(":", 1)[0]
+        announce(f"controller listening on {host}:{port} (TLS)")
+        announce(f"admin credential: {credential}")
+        scheduler = asyncio.create_task(coordinator.run())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            log.info("controller stopping")
+            await server.stop(grace=1.0)
+            scheduler.cancel()
+            await asyncio.gather(scheduler, return_exceptions=True)
+    finally:
+        store.close()

@@ -1,0 +1,201 @@
+"""The embedded store: one SQLite file (WAL mode) in the controller's data directory."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from jumpstarter.controller.model import Identity, Kind, Lease, LeasePhase, Policy
+from jumpstarter.controller.store.base import SigningKey
+
+FILE_NAME = "controller.db"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS identities (
+    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    labels TEXT NOT NULL, reported_labels TEXT NOT NULL, token_generation INTEGER NOT NULL,
+    created REAL NOT NULL, enabled INTEGER NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    namespace TEXT NOT NULL, name TEXT NOT NULL, seq INTEGER NOT NULL, client TEXT NOT NULL,
+    selector TEXT NOT NULL, duration REAL NOT NULL, created REAL NOT NULL,
+    exporter_name TEXT, begin_time REAL, tags TEXT NOT NULL, phase TEXT NOT NULL, exporter TEXT,
+    effective_begin REAL, effective_end REAL, reason TEXT NOT NULL, message TEXT NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE INDEX IF NOT EXISTS leases_by_phase ON leases (phase);
+CREATE TABLE IF NOT EXISTS policies (
+    namespace TEXT NOT NULL, name TEXT NOT NULL, exporter_selector TEXT NOT NULL, clients TEXT NOT NULL,
+    client_selector TEXT, maximum_duration REAL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid TEXT PRIMARY KEY, private_pem BLOB NOT NULL, created REAL NOT NULL, retired REAL
+);
+"""
+
+_ACTIVE = (LeasePhase.PENDING.value, LeasePhase.READY.value)
+
+
+class SqliteStore:
+    """`Store` on SQLite. Writes commit before returning; WAL keeps readers off writers' backs."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a killed process (only a power cut can lose the last commit)
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} was written by a newer controller (schema {version})")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self.path.chmod(0o600)
+
+    @classmethod
+    def in_directory(cls, data_dir: Path | str) -> SqliteStore:
+        """The store file of a controller data directory."""
+        return cls(Path(data_dir) / FILE_NAME)
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+        with self._db:  # one transaction per write
+            return self._db.execute(sql, params).rowcount
+
+    # ---- identities ---------------------------------------------------------------------------
+    def put_identity(self, identity: Identity) -> None:
+        """Create or replace an identity."""
+        self._write(
+            "INSERT OR REPLACE INTO identities VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                identity.kind.value, identity.namespace, identity.name, json.dumps(identity.labels),
+                json.dumps(identity.reported_labels), identity.token_generation, identity.created,
+                int(identity.enabled),
+            ),
+        )
+
+    def get_identity(self, kind: Kind, namespace: str, name: str) -> Identity | None:
+        """One identity, or None."""
+        row = self._db.execute(
+            "SELECT * FROM identities WHERE kind=? AND namespace=? AND name=?", (kind.value, namespace, name)
+        ).fetchone()
+        return _identity(row) if row is not None else None
+
+    def delete_identity(self, kind: Kind, namespace: str, name: str) -> bool:
+        """Delete an identity; False when there was none."""
+        return self._write(
+            "DELETE FROM identities WHERE kind=? AND namespace=? AND name=?", (kind.value, namespace, name)
+        ) > 0
+
+    def list_identities(self, kind: Kind, namespace: str | None = None) -> list[Identity]:
+        """Identities of a kind, sorted by namespace and name."""
+        if namespace is None:
+            rows = self._db.execute("SELECT * FROM identities WHERE kind=? ORDER BY namespace, name", (kind.value,))
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM identities WHERE kind=? AND namespace=? ORDER BY name", (kind.value, namespace)
+            )
+        return [_identity(row) for row in rows]
+
+    # ---- leases -------------------------------------------------------------------------------
+    def put_lease(self, lease: Lease) -> None:
+        """Create or replace a lease."""
+        self._write(
+            "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                lease.namespace, lease.name, lease.seq, lease.client, lease.selector, lease.duration,
+                lease.created, lease.exporter_name, lease.begin_time, json.dumps(lease.tags), lease.phase.value,
+                lease.exporter, lease.effective_begin, lease.effective_end, lease.reason, lease.message,
+            ),
+        )
+
+    def get_lease(self, namespace: str, name: str) -> Lease | None:
+        """One lease, or None."""
+        row = self._db.execute("SELECT * FROM leases WHERE namespace=? AND name=?", (namespace, name)).fetchone()
+        return _lease(row) if row is not None else None
+
+    def list_leases(self, namespace: str | None = None, active_only: bool = False) -> list[Lease]:
+        """Leases in creation order."""
+        where, params = [], []
+        if namespace is not None:
+            where.append("namespace=?")
+            params.append(namespace)
+        if active_only:
+            where.append("phase IN (?, ?)")
+            params.extend(_ACTIVE)
+        sql = "SELECT * FROM leases" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq"
+        return [_lease(row) for row in self._db.execute(sql, params)]
+
+    # ---- policies -----------------------------------------------------------------------------
+    def put_policy(self, policy: Policy) -> None:
+        """Create or replace an access policy."""
+        self._write(
+            "INSERT OR REPLACE INTO policies VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                policy.namespace, policy.name, policy.exporter_selector, json.dumps(list(policy.clients)),
+                policy.client_selector, policy.maximum_duration,
+            ),
+        )
+
+    def delete_policy(self, namespace: str, name: str) -> bool:
+        """Delete an access policy; False when there was none."""
+        return self._write("DELETE FROM policies WHERE namespace=? AND name=?", (namespace, name)) > 0
+
+    def list_policies(self, namespace: str | None = None) -> list[Policy]:
+        """Access policies."""
+        if namespace is None:
+            rows = self._db.execute("SELECT * FROM policies ORDER BY namespace, name")
+        else:
+            rows = self._db.execute("SELECT * FROM policies WHERE namespace=? ORDER BY name", (namespace,))
+        return [
+            Policy(
+                namespace=row["namespace"], name=row["name"], exporter_selector=row["exporter_selector"],
+                clients=tuple(json.loads(row["clients"])), client_selector=row["client_selector"],
+                maximum_duration=row["maximum_duration"],
+            )
+            for row in rows
+        ]
+
+    # ---- signing keys -------------------------------------------------------------------------
+    def add_signing_key(self, key: SigningKey) -> None:
+        """Keep a new signing key."""
+        self._write(
+            "INSERT INTO signing_keys VALUES (?, ?, ?, ?)", (key.kid, key.private_pem, key.created, key.retired)
+        )
+
+    def retire_signing_key(self, kid: str, when: float) -> None:
+        """Stop accepting tokens signed with `kid`."""
+        self._write("UPDATE signing_keys SET retired=? WHERE kid=?", (when, kid))
+
+    def signing_keys(self) -> list[SigningKey]:
+        """Every signing key, oldest first."""
+        rows = self._db.execute("SELECT * FROM signing_keys ORDER BY created, rowid")
+        return [SigningKey(row["kid"], bytes(row["private_pem"]), row["created"], row["retired"]) for row in rows]
+
+    def close(self) -> None:
+        """Close the database (a WAL checkpoint folds the log back into the file)."""
+        self._db.close()
+
+
+def _identity(row: sqlite3.Row) -> Identity:
+    return Identity(
+        kind=Kind(row["kind"]), namespace=row["namespace"], name=row["name"], labels=json.loads(row["labels"]),
+        reported_labels=json.loads(row["reported_labels"]), token_generation=row["token_generation"],
+        created=row["created"], enabled=bool(row["enabled"]),
+    )
+
+
+def _lease(row: sqlite3.Row) -> Lease:
+    return Lease(
+        namespace=row["namespace"], name=row["name"], seq=row["seq"], client=row["client"],
+        selector=row["selector"], duration=row["duration"], created=row["created"],
+        exporter_name=row["exporter_name"], begin_time=row["begin_time"], tags=json.loads(row["tags"]),
+        phase=LeasePhase(row["phase"]), exporter=row["exporter"], effective_begin=row["effective_begin"],
+        effective_end=row["effective_end"], reason=row["reason"], message=row["message"],
+    )

@@ -1,0 +1,208 @@
+"""An exporter under a controller: register, keep the Status stream open, run leases as the
+controller assigns them, report status changes, and reconnect with backoff whenever the controller
+goes away (forever; only a rejected token stops it).
+
+Client connections reach the exporter through the router (`Listen` stream); that arrives with the
+router, so for now a lease's Listen stream is opened and kept, and carries nothing yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jumpstarter.config.exporter import ExporterConfig
+from jumpstarter.errors import PermissionDeniedError, UnauthenticatedError
+from jumpstarter.exporter.exporter import Exporter
+from jumpstarter.exporter.status import ExporterStatus
+
+log = logging.getLogger("jumpstarter.exporter")
+S = ExporterStatus
+
+#: Reconnection backoff: first wait, factor, cap (seconds).
+BACKOFF = (0.2, 2.0, 10.0)
+
+
+class ControlledExporter:
+    """Runs one `Exporter` for a controller."""
+
+    def __init__(
+        self, exporter: Exporter, config: ExporterConfig, name: str, announce: Callable[[str], None]
+    ) -> None:
+        self.exporter = exporter
+        self.config = config
+        self.name = name
+        self.announce = announce
+        self.registered_once = False
+        self._listen: asyncio.Task[None] | None = None
+
+    async def run(self) -> int:
+        """Serve until SIGINT/SIGTERM (0), a rejected token (4) or a hook demanding exit (1)."""
+        async with self.exporter.serving():
+            main = asyncio.ensure_future(self._reconnect_forever())
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            exit_wait = asyncio.ensure_future(self.exporter.exit_event.wait())
+            stop_wait = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({main, exit_wait, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+                for task in (main, exit_wait, stop_wait):
+                    task.cancel()
+                await asyncio.gather(main, exit_wait, stop_wait, return_exceptions=True)
+            if self.exporter.exit_requested:
+                print(f"exporter {self.name}: {self.exporter.exit_requested}", file=sys.stderr)
+                return 1
+            if main.done() and not main.cancelled():
+                return main.result()  # a rejected token (or an unexpected error, raised here)
+            if self.exporter.lease_name:
+                await self._end_lease()
+        return 0
+
+    async def _reconnect_forever(self) -> int:
+        from jumpstarter.client.controller import translate
+
+        delay = BACKOFF[0]
+        while True:
+            try:
+                await self._connected()
+                delay = BACKOFF[0]
+                log.warning("controller closed the status stream; reconnecting")
+            except Exception as exc:
+                error = translate(exc, self.config.endpoint or "")
+                if isinstance(error, (UnauthenticatedError, PermissionDeniedError)):
+                    print(f"exporter {self.name}: {error}", file=sys.stderr, flush=True)
+                    return 4
+                log.warning("controller at %s unreachable (%s); retrying in %.1fs", self.config.endpoint, error, delay)
+                if self.registered_once:
+                    self.announce(f"exporter {self.name} lost the controller; reconnecting")
+            await asyncio.sleep(delay)
+            delay = min(delay * BACKOFF[1], BACKOFF[2])
+
+    async def _connected(self) -> None:
+        import grpc
+
+        from jumpstarter.client.controller import auth_metadata, channel_parts
+        from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
+        from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc
+
+        target, creds, options = channel_parts(self.config)
+        metadata = auth_metadata(self.config)
+        async with grpc.aio.secure_channel(target, creds, options=options) as channel:
+            stub = jumpstarter_pb2_grpc.ControllerServiceStub(channel)
+            session = self.exporter.session
+            reports = [
+                pb.DriverInstanceReport(
+                    uuid=r.uuid, parent_uuid=r.parent_uuid, labels=r.labels, description=r.description,
+                    methods_description=r.methods_description,
+                )
+                for r in session.reports
+            ]
+            await stub.Register(pb.RegisterRequest(labels=session.labels, reports=reports), metadata=metadata)
+            reporter = asyncio.ensure_future(self._report_changes(stub, metadata))
+            try:
+                status_stream = stub.Status(pb.StatusRequest(), metadata=metadata)
+                await self._report(stub, metadata)
+                self.announce(f"exporter {self.name} registered with controller {target}")
+                self.registered_once = True
+                async for assignment in status_stream:
+                    await self._apply(stub, metadata, assignment)
+            finally:
+                reporter.cancel()
+                await asyncio.gather(reporter, return_exceptions=True)
+                self._stop_listen()
+
+    async def _apply(self, stub: Any, metadata: Any, assignment: Any) -> None:
+        """Move to the lease the controller says we hold (or to none)."""
+        current = self.exporter.lease_name
+        wanted = assignment.lease_name if assignment.leased else ""
+        if current and current != wanted:
+            await self._end_lease()
+            await self._report(stub, metadata)
+        if wanted and wanted != current:
+            log.info("lease %s begins (client %s)", wanted, assignment.client_name)
+            self._start_listen(stub, metadata, wanted)
+            ok = await self.exporter.begin_lease(wanted, assignment.client_name)
+            await self._report(stub, metadata, release=not ok)
+            if not ok:
+                await self._end_lease()
+                await self._report(stub, metadata)
+
+    async def _end_lease(self) -> None:
+        log.info("lease %s ends", self.exporter.lease_name)
+        self._stop_listen()
+        if self.exporter.status in (S.LEASE_READY, S.BEFORE_LEASE_HOOK_FAILED, S.BEFORE_LEASE_HOOK):
+            await self.exporter.end_lease()
+        self.exporter.lease_name = ""
+        if self.exporter.status is not S.AVAILABLE and self.exporter.status is not S.OFFLINE:
+            with contextlib.suppress(Exception):
+                self.exporter.session.status.transition(S.AVAILABLE, "lease ended")
+
+    def _start_listen(self, stub: Any, metadata: Any, lease_name: str) -> None:
+        from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
+
+        self._stop_listen()
+
+        async def listen() -> None:
+            async for _response in stub.Listen(pb.ListenRequest(lease_name=lease_name), metadata=metadata):
+                log.warning("router connections are not supported yet; ignoring one for lease %s", lease_name)
+
+        self._listen = asyncio.ensure_future(listen())
+        self._listen.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _stop_listen(self) -> None:
+        if self._listen is not None:
+            self._listen.cancel()
+            self._listen = None
+
+    async def _report(self, stub: Any, metadata: Any, release: bool = False) -> None:
+        from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
+
+        machine = self.exporter.session.status
+        request = pb.ReportStatusRequest(status=int(machine.status), message=machine.message)  # type: ignore[arg-type]
+        if release:
+            request.release_lease = True
+        await stub.ReportStatus(request, metadata=metadata)
+
+    async def _report_changes(self, stub: Any, metadata: Any) -> None:
+        """Report every status change (latest wins when several happen quickly)."""
+        machine = self.exporter.session.status
+        while True:
+            seen = machine.status
+            await machine.wait_for(*(s for s in ExporterStatus if s is not seen))
+            with contextlib.suppress(Exception):
+                await self._report(stub, metadata)
+
+
+async def run_controlled(path: Path, name: str) -> int:
+    """`jmp run` for a config with `endpoint` and `token`."""
+    from jumpstarter.config.loading import load_model
+    from jumpstarter.exporter.loader import load_exporter
+
+    config = load_model(ExporterConfig, path, kind="ExporterConfig")
+    exporter = load_exporter(path)
+    if config.metadata.name:
+        exporter.session.labels.setdefault("jumpstarter.dev/name", config.metadata.name)
+
+    def announce(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    return await ControlledExporter(exporter, config, name, announce).run()
+
+
+def has_controller(path: Path) -> bool:
+    """Whether the exporter config at `path` names a controller (endpoint and token)."""
+    from jumpstarter.config.loading import load_model
+
+    config = load_model(ExporterConfig, path, kind="ExporterConfig")
+    return bool(config.endpoint and config.token)
