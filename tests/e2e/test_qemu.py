@@ -88,3 +88,52 @@ def test_sigkill_of_the_shell_kills_qemu() -> None:
         shell.kill()
         shell.wait()
         subprocess.run(["pkill", "-f", "sleep 120"], check=False)
+
+
+CLIENT = """
+import sys
+from anyio.from_thread import start_blocking_portal
+from jumpstarter.client.client import client_from_target
+from jumpstarter.client.direct import DirectTarget
+target = DirectTarget(address=sys.argv[1], insecure=True)
+with start_blocking_portal("asyncio") as portal, client_from_target(target, portal, unsafe=True) as root:
+    root.qemu.power.on()
+    print("powered-on", flush=True)
+    sys.stdin.read()  # hold the session until killed
+"""
+
+
+def test_client_killed_while_guest_runs_stops_the_vm(tmp_path: Path) -> None:
+    """Direct mode: the client dies mid-session; the exporter ends the session and the VM stops."""
+    import re
+
+    before = qemu_pids()
+    exporter = subprocess.Popen(
+        [str(BIN / "jmp"), "run", "--exporter-config", str(ROOT / "examples/qemu/exporter.yaml"),
+         "--tls-grpc-listener", "127.0.0.1:0", "--tls-grpc-insecure", "--insecure-no-auth"],
+        stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    client = None
+    try:
+        assert exporter.stderr is not None
+        address = ""
+        for line in exporter.stderr:
+            if match := re.search(r"listening on (\S+)", line):
+                address = match.group(1)
+                break
+        assert address, "exporter did not start"
+        client = subprocess.Popen([sys.executable, "-c", CLIENT, address], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert client.stdout is not None
+        assert "powered-on" in client.stdout.readline()
+        started = qemu_pids() - before
+        assert started, "QEMU did not start"
+        client.kill()
+        wait_until(lambda: not (qemu_pids() & started), 20, "the VM to stop after the client died")
+        assert exporter.poll() is None, "the exporter must survive its client"
+    finally:
+        if client is not None:
+            client.kill()
+            client.wait()
+        exporter.terminate()
+        exporter.wait(timeout=20)
