@@ -117,6 +117,12 @@ def advertised(settings: ControllerSettings, port: int) -> str:
 
 async def serve(settings: ControllerSettings, announce: Callable[[str], None] = print) -> None:
     """Run the controller until SIGINT/SIGTERM; every change is already on disk when it stops."""
+    try:
+        import jwt  # noqa: F401
+    except ImportError:
+        from jumpstarter.errors import ConfigurationError
+
+        raise ConfigurationError("the controller needs PyJWT: pip install 'jumpstarter[controller]'") from None
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = SqliteStore.in_directory(settings.data_dir)
     try:
