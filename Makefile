@@ -11,7 +11,7 @@ setup: ## create .venv and install the project with its dev tools
 	$(BIN)/pip install --quiet -e '.[dev]'
 
 lint: ## ruff + mypy
-	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts examples
 	$(BIN)/mypy
 
 test: ## the default test run (slow end-to-end tests excluded)
@@ -29,5 +29,9 @@ proto: ## regenerate src/jumpstarter/protocol from proto/
 bench: ## run the benchmarks (results in bench/out/latest.json; summarise in bench/RESULTS.md)
 	$(BIN)/python bench/run.py
 
+docs: ## write docs/reference/cli.md (CI: check it is current), build the site into site/ (warnings are errors)
+	$(BIN)/python scripts/gen_cli_docs.py $(if $(CI),--check,)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist site *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -59,6 +59,10 @@ class ConnectionLostError(JumpstarterError, ConnectionError):
     """The connection to the exporter (or controller) went away."""
 
 
+class LeaseEndedError(JumpstarterError):
+    """The lease has ended (released, expired, or its exporter went away): nothing more to reach."""
+
+
 class StreamClosedError(JumpstarterError):
     """A byte stream was closed or reset by the other side."""
 

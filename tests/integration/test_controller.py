@@ -42,12 +42,12 @@ class Controller:
 
 
 @contextmanager
-def controller(cli: Cli, address: str = "127.0.0.1:0") -> Iterator[Controller]:
-    """Run a controller on `address` with data in `<tmp>/data`; SIGTERM at exit."""
+def controller(cli: Cli, address: str = "127.0.0.1:0", *extra: str) -> Iterator[Controller]:
+    """Run a controller on `address` with data in `<tmp>/data` (and `extra` options); SIGTERM at exit."""
     log = cli.tmp / "controller.log"
     data_dir = cli.tmp / "data"
     with log.open("a") as stderr:
-        proc = subprocess.Popen([JMP, "controller", "run", "--address", address, "--data-dir", str(data_dir)],
+        proc = subprocess.Popen([JMP, "controller", "run", "--address", address, "--data-dir", str(data_dir), *extra],
                                 env=cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
     running = Controller(proc, log, data_dir)
     start = len(log.read_text()) if log.exists() else 0

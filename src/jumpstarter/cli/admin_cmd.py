@@ -13,7 +13,7 @@ import click
 from jumpstarter.cli.errors import friendly
 from jumpstarter.cli.output import OUTPUT_OPTION, print_items
 
-KINDS = click.Choice(["client", "exporter", "clients", "exporters"])
+KINDS = click.Choice(["client", "exporter", "router", "clients", "exporters", "routers"])
 
 
 def admin_credential_option(func: Any) -> Any:
@@ -90,6 +90,8 @@ def _emit(kind: str, token_msg: Any, credential: Path, save: bool, out: Path | N
     config: ClientConfig | ExporterConfig
     if kind == "client":
         config = ClientConfig(**common, drivers=DriversConfig(unsafe=unsafe))
+    elif kind == "router":  # a credential like admin.yaml, for `jmp controller router --credential`
+        config = ClientConfig(**common)
     else:
         existing = _existing_exporter(out) if out else _existing_saved_exporter(identity.name) if save else None
         config = existing.model_copy(update=common) if existing is not None else ExporterConfig(**common)
@@ -159,6 +161,20 @@ def create_exporter(name: str, namespace: str, label: tuple[str, ...], save: boo
     _create("exporter", name, namespace, label, admin_credential, save, out)
 
 
+@create.command("router")
+@click.argument("name")
+@namespace_option
+@click.option("-l", "--label", multiple=True, metavar="KEY=VALUE",
+              help="Label (repeatable): the router serves exporters carrying all its labels first.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the router credential to this file (default: print it).")
+@admin_credential_option
+@friendly
+def create_router(name: str, namespace: str, label: tuple[str, ...], out: Path | None, admin_credential: Path) -> None:
+    """Create router NAME and print (or --out) its credential for `jmp controller router`."""
+    _create("router", name, namespace, label, admin_credential, False, out)
+
+
 @admin.command("get")
 @click.argument("kind", type=KINDS)
 @click.argument("name", required=False)
@@ -167,7 +183,7 @@ def create_exporter(name: str, namespace: str, label: tuple[str, ...], save: boo
 @admin_credential_option
 @friendly
 def get(kind: str, name: str | None, namespace: str, output: str | None, admin_credential: Path) -> None:
-    """Show clients or exporters (all of the namespace, or NAME)."""
+    """Show clients, exporters or routers (all of the namespace, or NAME)."""
     from jumpstarter.protocol.admin.v1 import admin_pb2
 
     with _connect(admin_credential) as conn:
@@ -195,7 +211,7 @@ def get(kind: str, name: str | None, namespace: str, output: str | None, admin_c
 @admin_credential_option
 @friendly
 def delete(kind: str, name: str, namespace: str, admin_credential: Path) -> None:
-    """Delete a client or exporter: its tokens stop working at once and its leases end."""
+    """Delete a client, exporter or router: its tokens stop working at once and its leases end."""
     with _connect(admin_credential) as conn:
         conn.call(conn.admin_stub().DeleteIdentity, _ref(kind, namespace, name))
     click.echo(f"deleted {kind.rstrip('s')} {namespace}/{name}")

@@ -12,7 +12,7 @@ from jumpstarter.cli.errors import friendly
 
 @click.group()
 def controller() -> None:
-    """Run a controller: identities, exporter registry and leases."""
+    """Run a controller (identities, exporter registry, leases) or a router."""
 
 
 @controller.command()
@@ -26,8 +26,13 @@ def controller() -> None:
               help="Server private key (PEM).")
 @click.option("--endpoint", default=None, metavar="HOST:PORT",
               help="Endpoint written into generated configs (default: the listening address).")
+@click.option("--router/--no-router", default=True, show_default=True,
+              help="Route client connections in this process too (--no-router: only attached routers).")
+@click.option("--offline-grace", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
+              help="How long a leased exporter may be disconnected before its lease ends.")
 @friendly
-def run(address: str, data_dir: Path, tls_cert: Path | None, tls_key: Path | None, endpoint: str | None) -> None:
+def run(address: str, data_dir: Path, tls_cert: Path | None, tls_key: Path | None, endpoint: str | None,
+        router: bool, offline_grace: float) -> None:
     """Run a controller until SIGINT/SIGTERM (state is kept in --data-dir across restarts)."""
     import asyncio
 
@@ -36,5 +41,32 @@ def run(address: str, data_dir: Path, tls_cert: Path | None, tls_key: Path | Non
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("give both --tls-cert and --tls-key, or neither")
     settings = ControllerSettings(address=address, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
-                                  endpoint=endpoint)
+                                  endpoint=endpoint, router=router, offline_grace=offline_grace)
     asyncio.run(serve(settings, announce=lambda line: print(line, file=sys.stderr, flush=True)))
+
+
+@controller.command("router")
+@click.option("--address", default="0.0.0.0:8083", show_default=True, metavar="HOST:PORT",
+              help="Where to listen (port 0: any free port).")
+@click.option("--credential", envvar="JMP_ROUTER_CREDENTIAL", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Router credential from `jmp admin create router NAME --out FILE` (env JMP_ROUTER_CREDENTIAL).")
+@click.option("--endpoint", default=None, metavar="HOST:PORT",
+              help="Where clients and exporters reach this router (default: the listening address).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Server certificate (PEM); default: one issued by the controller for the endpoint's host.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Server private key (PEM).")
+@friendly
+def router_command(address: str, credential: Path, endpoint: str | None, tls_cert: Path | None,
+                   tls_key: Path | None) -> None:
+    """Run a router attached to a controller until SIGINT/SIGTERM (routes client connections)."""
+    import asyncio
+
+    from jumpstarter.controller.router_process import RouterSettings, serve_router
+
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("give both --tls-cert and --tls-key, or neither")
+    settings = RouterSettings(address=address, credential=credential, endpoint=endpoint, tls_cert=tls_cert,
+                              tls_key=tls_key)
+    asyncio.run(serve_router(settings, announce=lambda line: print(line, file=sys.stderr, flush=True)))

@@ -21,6 +21,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.ExporterBusyError, 5),
     (errors.NotFoundError, 7),
     (errors.AlreadyExistsError, 8),
+    (errors.LeaseEndedError, 9),
     (errors.ConnectionLostError, 6),
     (ConnectionError, 6),
     (errors.EnvironmentVariableNotSetError, 2),

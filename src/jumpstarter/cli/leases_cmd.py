@@ -28,8 +28,8 @@ def client_options(func: Any) -> Any:
     return func
 
 
-def _connect(client: str | None, client_config: Path | None) -> Any:
-    from jumpstarter.client.controller import ControllerClient
+def load_client_config(client: str | None, client_config: Path | None) -> Any:
+    """The client config named by `--client` / `--client-config`, else the current one."""
     from jumpstarter.config import store
     from jumpstarter.config.client import ClientConfig
     from jumpstarter.errors import ConfigurationError
@@ -37,14 +37,19 @@ def _connect(client: str | None, client_config: Path | None) -> Any:
     if client and client_config:
         raise click.UsageError("give either --client or --client-config, not both")
     if client_config is not None:
-        config = ClientConfig.from_file(client_config)
-    else:
-        alias = client or store.current_client()
-        if alias is None:
-            raise ConfigurationError(
-                "no client selected: pass --client ALIAS, or choose one with `jmp config client use ALIAS`"
-            )
-        config = store.load_client(alias)
+        return ClientConfig.from_file(client_config)
+    alias = client or store.current_client()
+    if alias is None:
+        raise ConfigurationError(
+            "no client selected: pass --client ALIAS, or choose one with `jmp config client use ALIAS`"
+        )
+    return store.load_client(alias)
+
+
+def _connect(client: str | None, client_config: Path | None) -> Any:
+    from jumpstarter.client.controller import ControllerClient
+
+    config = load_client_config(client, client_config)
     return ControllerClient(config), config.metadata.namespace or "default"
 
 
@@ -59,20 +64,10 @@ def _time(ts: Any) -> str | None:
 
 
 def lease_phase(lease: Any) -> tuple[str, str]:
-    """(phase, message) of a client.v1 Lease from its conditions."""
-    conditions = {c.type: c for c in lease.conditions}
-    for phase in ("Unsatisfiable", "Invalid"):
-        if phase in conditions and conditions[phase].status == "True":
-            return phase, conditions[phase].message
-    ready = conditions.get("Ready")
-    if ready is not None and ready.status == "True":
-        return "Ready", ""
-    pending = conditions.get("Pending")
-    if pending is not None and pending.status == "True":
-        return "Pending", pending.message
-    if ready is not None and ready.reason in ("Released", "Expired"):
-        return "Ended", ready.reason
-    return "Unknown", ""
+    """(phase, message) of a client.v1 Lease (see `jumpstarter.client.lease.lease_phase`)."""
+    from jumpstarter.client.lease import lease_phase as phase_of
+
+    return phase_of(lease)
 
 
 def lease_item(lease: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from jumpstarter.cli.errors import friendly
+from jumpstarter.cli.leases_cmd import client_options
 from jumpstarter.cli.options import exporter_options, exporter_path
 
 
@@ -111,9 +112,15 @@ def shell_argv(name: str) -> tuple[list[str], dict[str, str]]:
 @click.option("--passphrase", envvar="JMP_GRPC_PASSPHRASE", default=None, help="Direct-mode passphrase.")
 @click.option("--exporter-logs", is_flag=True, help="Show driver logs.")
 @click.option("--run-hooks", is_flag=True, help="Run the exporter's beforeLease/afterLease hooks (local mode).")
+@click.option("-l", "--selector", multiple=True, help="Lease an exporter matching this label selector (controller).")
+@click.option("--lease", "lease_name", envvar="JMP_LEASE", default=None, help="Use this lease (env JMP_LEASE).")
+@click.option("--duration", default="30m", show_default=True, help="Duration of a lease this shell requests.")
+@client_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
 @friendly
 def shell(
+    ctx: click.Context,
     exporter: str | None,
     exporter_config: str | None,
     tls_grpc: str | None,
@@ -123,13 +130,24 @@ def shell(
     passphrase: str | None,
     exporter_logs: bool,
     run_hooks: bool,
+    selector: tuple[str, ...],
+    lease_name: str | None,
+    duration: str,
+    client: str | None,
+    client_config: Any,
     command: tuple[str, ...],
 ) -> None:
     """Spawn $SHELL, or run COMMAND, with access to an exporter: one served in this process from an
-    exporter config (local mode), or one reached over TCP (direct mode, --tls-grpc).
+    exporter config (local mode), one reached over TCP (direct mode, --tls-grpc), or one leased from
+    the controller (-l SELECTOR or --lease NAME; the lease is released at exit if this shell made it).
 
     The exit status is COMMAND's. Inside, use `j` (e.g. `j power on`) or Python (`env()`)."""
     from jumpstarter.client.direct import DirectTarget
+
+    if not (tls_grpc or exporter or exporter_config) and (selector or lease_name or client or client_config):
+        if selector and ctx.get_parameter_source("lease_name") is not click.core.ParameterSource.COMMANDLINE:
+            lease_name = None  # -l asks for a new lease even inside a shell that has JMP_LEASE set
+        raise SystemExit(_leased_shell(selector, lease_name, duration, client, client_config, command, exporter_logs))
 
     if tls_grpc:
         target = DirectTarget(
@@ -150,6 +168,21 @@ def shell(
         endpoint.accept_fingerprint = accept_fingerprint or endpoint.accept_fingerprint
         raise SystemExit(_direct_shell(endpoint, name, command, exporter_logs))
     raise SystemExit(_local_shell(name, path, command, exporter_logs, run_hooks))
+
+
+def _leased_shell(
+    selector: tuple[str, ...], lease_name: str | None, duration: str, client: str | None, client_config: Any,
+    command: tuple[str, ...], exporter_logs: bool,
+) -> int:
+    from jumpstarter.cli import lease_shell
+    from jumpstarter.cli.leases_cmd import _duration, load_client_config
+
+    if selector and lease_name:
+        raise click.UsageError("give either -l SELECTOR (a new lease) or --lease NAME (an existing one), not both")
+    if not selector and not lease_name:
+        raise click.UsageError("give -l SELECTOR to request a lease, or --lease NAME to use an existing one")
+    config = load_client_config(client, client_config)
+    return lease_shell.run(config, ",".join(selector), lease_name, _duration(duration), command, exporter_logs)
 
 
 def _direct_endpoint(path: Any) -> Any:

@@ -13,13 +13,13 @@ from jumpstarter.controller.service import Authenticator, timestamp, unary
 from jumpstarter.protocol.admin.v1 import admin_pb2, admin_pb2_grpc
 
 #: Kinds an administrator manages.
-MANAGED = {"client": Kind.CLIENT, "exporter": Kind.EXPORTER}
+MANAGED = {"client": Kind.CLIENT, "exporter": Kind.EXPORTER, "router": Kind.ROUTER}
 
 
 def _kind(text: str) -> Kind:
     kind = MANAGED.get(text.lower())
     if kind is None:
-        raise errors.ArgumentError(f"unknown kind {text!r}: expected client or exporter")
+        raise errors.ArgumentError(f"unknown kind {text!r}: expected client, exporter or router")
     return kind
 
 

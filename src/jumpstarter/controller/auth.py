@@ -113,6 +113,25 @@ class TokenAuthority:
         token = jwt.encode(claims, key.private_pem, algorithm=ALGORITHM, headers={"kid": key.kid})
         return token, expiry
 
+    def sign(self, claims: dict[str, object]) -> str:
+        """`claims` as a JWT signed with the current key (stream tokens for the router)."""
+        import jwt
+
+        key = self._current()
+        assert key is not None
+        return jwt.encode(claims, key.private_pem, algorithm=ALGORITHM, headers={"kid": key.kid})
+
+    def verification_keys(self) -> dict[str, str]:
+        """kid -> PEM public key of every key still accepted (routers verify stream tokens with them)."""
+        from cryptography.hazmat.primitives import serialization
+
+        return {
+            kid: public.public_bytes(  # type: ignore[attr-defined]
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ).decode()
+            for kid, public in self._public.items()
+        }
+
     def verify(self, token: str) -> Principal:
         """The principal a token stands for; raises `UnauthenticatedError` with the reason."""
         import jwt

@@ -24,6 +24,8 @@ from jumpstarter.exporter.status import ExporterStatus
 
 log = logging.getLogger("jumpstarter.controller")
 Key = tuple[str, str]
+#: Seconds an exporter holding a lease may stay offline (reconnecting) before the lease ends.
+OFFLINE_GRACE = 30.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -45,6 +47,8 @@ class Presence:
     last_seen: float = 0.0
     #: a lease ended here: not free again until the exporter reports AVAILABLE afterwards
     draining: bool = False
+    #: when the last Status stream closed (None while online)
+    offline_since: float | None = None
 
     @property
     def online(self) -> bool:
@@ -66,9 +70,16 @@ class ExporterInfo:
 class Coordinator:
     """Identities, exporters and leases, with scheduling applied as things change."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Store, clock: Callable[[], float] = time.time, offline_grace: float = OFFLINE_GRACE
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.offline_grace = offline_grace
+        self.started = clock()
+        #: called with a lease whenever it is granted or ends (the router closes its streams)
+        self.lease_listeners: list[Callable[[Lease], None]] = []
+        self._changed = asyncio.Event()
         self.presence: dict[Key, Presence] = {}
         self.positions: dict[Key, int] = {}
         leases = store.list_leases()
@@ -133,6 +144,7 @@ class Coordinator:
         queue: asyncio.Queue[Assignment | None] = asyncio.Queue()
         presence.streams.append(queue)
         presence.last_seen = self.clock()
+        presence.offline_since = None
         queue.put_nowait(self._assignment_of(key))
         log.info("exporter %s/%s online", namespace, name)
         try:
@@ -146,7 +158,10 @@ class Coordinator:
                 presence.streams.remove(queue)
             if not presence.streams:
                 presence.status, presence.message = ExporterStatus.OFFLINE, "connection lost"
+                presence.offline_since = self.clock()
                 log.info("exporter %s/%s offline", namespace, name)
+                self.notify_changed()
+                self._wake.set()  # its lease ends after the grace period
 
     def report_status(
         self, namespace: str, name: str, status: ExporterStatus, message: str, release: bool = False
@@ -154,12 +169,12 @@ class Coordinator:
         """An exporter's status changed; `release` ends its current lease."""
         presence = self.presence.setdefault((namespace, name), Presence())
         presence.status, presence.message, presence.last_seen = status, message, self.clock()
-        if status is ExporterStatus.AVAILABLE:
-            presence.draining = False
         if release or status in (ExporterStatus.BEFORE_LEASE_HOOK_FAILED, ExporterStatus.AFTER_LEASE_HOOK_FAILED):
             for lease in self.store.list_leases(namespace, active_only=True):
                 if lease.exporter == name and (release or status is ExporterStatus.BEFORE_LEASE_HOOK_FAILED):
                     self._end(lease, EndReason.RELEASED, message or "released by the exporter")
+        if status is ExporterStatus.AVAILABLE:  # after a release too: its session is already over
+            presence.draining = False
         self._reschedule()
 
     def list_exporters(self, namespace: str, selector: str = "") -> list[ExporterInfo]:
@@ -278,6 +293,7 @@ class Coordinator:
                 presence.draining = True
             self._push(key, Assignment(False, lease.name, lease.client))
         log.info("lease %s/%s ended: %s (%s)", lease.namespace, lease.name, reason.value, message)
+        self._tell(lease)
 
     def _views(self, leases: list[Lease]) -> list[leasing.ExporterView]:
         held = {(lease.namespace, lease.exporter): lease.name for lease in leases if lease.exporter}
@@ -297,6 +313,8 @@ class Coordinator:
         active = self.store.list_leases(active_only=True)
         for lease in leasing.expired(now, active):
             self._end(lease, EndReason.EXPIRED, "lease expired")
+        for lease in leasing.abandoned(now, active, self._offline_since, self.offline_grace):
+            self._end(lease, EndReason.RELEASED, f"exporter {lease.exporter} went offline")
         active = [lease for lease in active if lease.active]
         pending = [lease for lease in active if lease.phase is LeasePhase.PENDING]
         if pending:
@@ -316,17 +334,48 @@ class Coordinator:
                 self.positions.pop(lease.key, None)
                 self._push((lease.namespace, exporter.name), Assignment(True, lease.name, lease.client))
                 log.info("lease %s/%s granted: exporter %s", lease.namespace, lease.name, exporter.name)
+                self._tell(lease)
             self.positions = dict(plan.positions)
         else:
             self.positions = {}
         self._wake.set()
+        self.notify_changed()
+
+    def _tell(self, lease: Lease) -> None:
+        for listener in self.lease_listeners:
+            try:
+                listener(lease)
+            except Exception:
+                log.exception("lease listener failed")
+
+    def notify_changed(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_changed(self, at_most: float) -> None:
+        """Wait until something changes (a status report, a lease granted or ended), `at_most` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), max(0.0, at_most))
+
+    def _offline_since(self, key: Key) -> float | None:
+        """Since when an exporter has been offline (None while online); unseen since our start: our start."""
+        presence = self.presence.get(key)
+        if presence is None:
+            return self.started
+        if presence.online:
+            return None
+        return presence.offline_since if presence.offline_since is not None else self.started
 
     async def run(self) -> None:
         """Enforce expiry and scheduled begin times until cancelled."""
         while True:
             self._reschedule()
             self._wake.clear()
-            deadline = leasing.next_deadline(self.store.list_leases(active_only=True))
+            active = self.store.list_leases(active_only=True)
+            deadline = leasing.next_deadline(active)
+            lost = leasing.abandon_deadline(active, self._offline_since, self.offline_grace)
+            if lost is not None:
+                deadline = lost if deadline is None else min(deadline, lost)
             timeout = 30.0 if deadline is None else max(0.0, min(30.0, deadline - self.clock()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)

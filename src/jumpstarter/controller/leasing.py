@@ -13,7 +13,7 @@ blocked by a broad one that could have gone elsewhere.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -198,6 +198,33 @@ def expired(now: float, leases: Iterable[Lease]) -> list[Lease]:
         lease for lease in leases
         if lease.phase is LeasePhase.READY and lease.effective_end is not None and lease.effective_end <= now
     ]
+
+
+def abandoned(
+    now: float, leases: Iterable[Lease], offline_since: Callable[[tuple[str, str]], float | None], grace: float
+) -> list[Lease]:
+    """Ready leases whose exporter has been offline (`offline_since((namespace, exporter))`) for
+    `grace` seconds or more."""
+    found = []
+    for lease in leases:
+        if lease.phase is LeasePhase.READY and lease.exporter:
+            since = offline_since((lease.namespace, lease.exporter))
+            if since is not None and now - since >= grace:
+                found.append(lease)
+    return found
+
+
+def abandon_deadline(
+    leases: Iterable[Lease], offline_since: Callable[[tuple[str, str]], float | None], grace: float
+) -> float | None:
+    """When the first Ready lease with an offline exporter would be given up."""
+    times = []
+    for lease in leases:
+        if lease.phase is LeasePhase.READY and lease.exporter:
+            since = offline_since((lease.namespace, lease.exporter))
+            if since is not None:
+                times.append(since + grace)
+    return min(times, default=None)
 
 
 def next_deadline(leases: Iterable[Lease]) -> float | None:

@@ -18,6 +18,7 @@ class Kind(enum.StrEnum):
     CLIENT = "Client"
     EXPORTER = "Exporter"
     ADMIN = "Admin"
+    ROUTER = "Router"
 
 
 @dataclass(slots=True)

@@ -19,12 +19,14 @@ import grpc
 
 from jumpstarter.controller.admin_service import AdminServicer
 from jumpstarter.controller.auth import TokenAuthority
-from jumpstarter.controller.coordinator import Coordinator
-from jumpstarter.controller.model import DEFAULT_NAMESPACE, Identity, Kind
+from jumpstarter.controller.coordinator import OFFLINE_GRACE, Coordinator
+from jumpstarter.controller.dial import Dialer
+from jumpstarter.controller.model import DEFAULT_NAMESPACE, Identity, Kind, Lease
+from jumpstarter.controller.routers import RouterRegistry, RouterRegistryServicer
 from jumpstarter.controller.service import Authenticator, ClientServicer, ControllerServicer
 from jumpstarter.controller.store.sqlite import SqliteStore
 from jumpstarter.direct.tls import ServerIdentity, generate_self_signed
-from jumpstarter.protocol.admin.v1 import admin_pb2_grpc
+from jumpstarter.protocol.admin.v1 import admin_pb2_grpc, routers_pb2_grpc
 from jumpstarter.protocol.client.v1 import client_pb2_grpc
 from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc
 
@@ -39,6 +41,9 @@ SERVER_OPTIONS = (
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
     ("grpc.http2.max_pings_without_data", 0),
+    # router frames carry up to 1 MiB of payload (upstream peers may send more)
+    ("grpc.max_receive_message_length", 16 << 20),
+    ("grpc.max_send_message_length", 16 << 20),
 )
 
 
@@ -51,6 +56,8 @@ class ControllerSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     endpoint: str | None = None  # advertised in credentials; default: the bound address
+    router: bool = True  # serve RouterService here (the built-in router)
+    offline_grace: float = OFFLINE_GRACE  # seconds a leased exporter may be offline before its lease ends
 
 
 def tls_identity(settings: ControllerSettings) -> ServerIdentity:
@@ -115,6 +122,34 @@ def advertised(settings: ControllerSettings, port: int) -> str:
     return f"{host}:{port}"
 
 
+def routing(
+    settings: ControllerSettings, server: grpc.aio.Server, coordinator: Coordinator, auth: Authenticator,
+    identity: ServerIdentity,
+) -> RouterRegistry:
+    """Register the router services: the built-in router (unless disabled) and the registry that
+    routers running as their own processes attach to."""
+    from jumpstarter.controller.router import CoordinatorGate, Router
+    from jumpstarter.controller.stream_tokens import StreamTokenVerifier
+
+    store = coordinator.store
+    registry = RouterRegistry(None, lambda: store.list_leases(active_only=True))
+    coordinator.lease_listeners.append(registry.lease_changed)
+    ca = (identity.cert_pem, identity.key_pem) if settings.tls_cert is None else None
+    routers_pb2_grpc.add_RouterRegistryServiceServicer_to_server(
+        RouterRegistryServicer(registry, auth, coordinator, ca), server
+    )
+    if settings.router:
+        router = Router(StreamTokenVerifier(auth.authority.verification_keys()), CoordinatorGate(coordinator))
+
+        def close_ended(lease: Lease) -> None:
+            if not lease.active:
+                router.close_lease(f"{lease.namespace}/{lease.name}", lease.message or lease.reason)
+
+        coordinator.lease_listeners.append(close_ended)
+        server.add_generic_rpc_handlers((router.generic_handler(),))
+    return registry
+
+
 async def serve(settings: ControllerSettings, announce: Callable[[str], None] = print) -> None:
     """Run the controller until SIGINT/SIGTERM; every change is already on disk when it stops."""
     try:
@@ -128,10 +163,14 @@ async def serve(settings: ControllerSettings, announce: Callable[[str], None] = 
     try:
         authority = TokenAuthority(store)
         identity = tls_identity(settings)
-        coordinator = Coordinator(store)
+        coordinator = Coordinator(store, offline_grace=settings.offline_grace)
         auth = Authenticator(authority)
         server = grpc.aio.server(options=SERVER_OPTIONS)
-        jumpstarter_pb2_grpc.add_ControllerServiceServicer_to_server(ControllerServicer(coordinator, auth), server)
+        registry = routing(settings, server, coordinator, auth, identity)
+        dialer = Dialer(coordinator, authority, registry)
+        jumpstarter_pb2_grpc.add_ControllerServiceServicer_to_server(
+            ControllerServicer(coordinator, auth, dialer), server
+        )
         client_pb2_grpc.add_ClientServiceServicer_to_server(ClientServicer(coordinator, auth), server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(coordinator, auth), server)
         credentials = grpc.ssl_server_credentials([(identity.key_pem, identity.cert_pem)])
@@ -140,9 +179,13 @@ async def serve(settings: ControllerSettings, announce: Callable[[str], None] = 
             raise OSError(f"cannot listen on {settings.address}")
         await server.start()
         endpoint = advertised(settings, port)
+        if settings.router:
+            registry.builtin = endpoint
         credential = write_admin_credential(settings, authority, endpoint, identity.cert_pem)
         host = settings.address.rsplit(":", 1)[0]
         announce(f"controller listening on {host}:{port} (TLS)")
+        if settings.router:
+            announce(f"router: built in, at {endpoint}")
         announce(f"admin credential: {credential}")
         scheduler = asyncio.create_task(coordinator.run())
         stop = asyncio.Event()

@@ -4,12 +4,11 @@ the `Coordinator`; errors become statuses through the one table in `jumpstarter.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2, empty_pb2, timestamp_pb2
@@ -23,6 +22,9 @@ from jumpstarter.exporter.status import ExporterStatus
 from jumpstarter.protocol.client.v1 import client_pb2, client_pb2_grpc
 from jumpstarter.protocol.v1 import jumpstarter_pb2, jumpstarter_pb2_grpc, kubernetes_pb2
 from jumpstarter.wire import status as wire_status
+
+if TYPE_CHECKING:
+    from jumpstarter.controller.dial import Dialer
 
 log = logging.getLogger("jumpstarter.controller")
 R = TypeVar("R")
@@ -187,9 +189,10 @@ def selector_text(selector: kubernetes_pb2.LabelSelector) -> str:
 class ControllerServicer(jumpstarter_pb2_grpc.ControllerServiceServicer):
     """Exporters register, stream their lease assignments and report status here."""
 
-    def __init__(self, coordinator: Coordinator, auth: Authenticator) -> None:
+    def __init__(self, coordinator: Coordinator, auth: Authenticator, dialer: Dialer | None = None) -> None:
         self.coordinator = coordinator
         self.auth = auth
+        self.dialer = dialer
 
     def _client(self, principal: Principal) -> Identity:
         return self.coordinator.get_identity(Kind.CLIENT, principal.namespace, principal.name)
@@ -227,23 +230,25 @@ class ControllerServicer(jumpstarter_pb2_grpc.ControllerServiceServicer):
             await abort_with(context, exc)
 
     async def Listen(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        """Router tokens for client connections to the lease. The router (issue 9) pushes them;
-        until then the stream stays open and carries nothing."""
+        """Router endpoints and tokens for client connections to the lease, until it ends."""
         try:
             who = self.auth(context, Kind.EXPORTER)
-            lease = self.coordinator.get_lease(None, who.namespace, request.lease_name)
-            if lease.exporter != who.name:
-                raise errors.PermissionDeniedError(f"lease {request.lease_name} is not held on this exporter")
-        except (errors.JumpstarterError, ValueError) as exc:
+            if self.dialer is None:
+                raise NotImplementedError("this controller hands out no router connections")
+            async for offer in self.dialer.listen(who.namespace, who.name, request.lease_name):
+                yield jumpstarter_pb2.ListenResponse(
+                    router_endpoint=offer.router_endpoint, router_token=offer.router_token
+                )
+        except (errors.JumpstarterError, ValueError, NotImplementedError) as exc:
             await abort_with(context, exc)
-            return
-        await asyncio.Event().wait()  # until the exporter goes away (the call is cancelled)
-        yield jumpstarter_pb2.ListenResponse()  # pragma: no cover - never reached
 
     @unary
     async def Dial(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        self.auth(context, Kind.CLIENT)
-        raise NotImplementedError("this controller has no router yet: connecting to a leased exporter comes next")
+        who = self.auth(context, Kind.CLIENT)
+        if self.dialer is None:
+            raise NotImplementedError("this controller hands out no router connections")
+        offer = await self.dialer.dial(self._client(who), who.namespace, request.lease_name, context.time_remaining())
+        return jumpstarter_pb2.DialResponse(router_endpoint=offer.router_endpoint, router_token=offer.router_token)
 
     async def AuditStream(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
         try:

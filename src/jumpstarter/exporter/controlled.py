@@ -2,8 +2,10 @@
 controller assigns them, report status changes, and reconnect with backoff whenever the controller
 goes away (forever; only a rejected token stops it).
 
-Client connections reach the exporter through the router (`Listen` stream); that arrives with the
-router, so for now a lease's Listen stream is opened and kept, and carries nothing yet.
+Client connections reach the exporter through routers: while it holds a lease it keeps a `Listen`
+stream open, and bridges every stream announced there to a fresh connection to its own session
+socket (`routed.RoutedConnections`). Those connections outlive a lost controller (only the
+Listen stream is re-opened on reconnection) and are cut when the lease ends.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,9 @@ from typing import Any
 from jumpstarter.config.exporter import ExporterConfig
 from jumpstarter.errors import PermissionDeniedError, UnauthenticatedError
 from jumpstarter.exporter.exporter import Exporter
+from jumpstarter.exporter.routed import RoutedConnections
 from jumpstarter.exporter.status import ExporterStatus
+from jumpstarter.streams.tunnel import TUNNELLED_OPTIONS
 
 log = logging.getLogger("jumpstarter.exporter")
 S = ExporterStatus
@@ -41,10 +48,22 @@ class ControlledExporter:
         self.announce = announce
         self.registered_once = False
         self._listen: asyncio.Task[None] | None = None
+        self._control: tuple[Any, Any] | None = None  # (stub, metadata) while connected
+        self._background: set[asyncio.Task[None]] = set()
+        self.routed: RoutedConnections | None = None
 
     async def run(self) -> int:
         """Serve until SIGINT/SIGTERM (0), a rejected token (4) or a hook demanding exit (1)."""
-        async with self.exporter.serving():
+        socket_dir = tempfile.mkdtemp(prefix="jmp-exporter-")
+        try:
+            return await self._run(os.path.join(socket_dir, "session.sock"))
+        finally:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+
+    async def _run(self, session_socket: str) -> int:
+        self.routed = RoutedConnections(session_socket, self.config.tls.ca)
+        self.exporter.on_session_ended = self._session_ended
+        async with self.exporter.serving(session_socket, socket_options=TUNNELLED_OPTIONS):
             main = asyncio.ensure_future(self._reconnect_forever())
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -67,6 +86,7 @@ class ControlledExporter:
                 return main.result()  # a rejected token (or an unexpected error, raised here)
             if self.exporter.lease_name:
                 await self._end_lease()
+            await self.routed.aclose()
         return 0
 
     async def _reconnect_forever(self) -> int:
@@ -109,6 +129,7 @@ class ControlledExporter:
                 for r in session.reports
             ]
             await stub.Register(pb.RegisterRequest(labels=session.labels, reports=reports), metadata=metadata)
+            self._control = (stub, metadata)
             reporter = asyncio.ensure_future(self._report_changes(stub, metadata))
             try:
                 status_stream = stub.Status(pb.StatusRequest(), metadata=metadata)
@@ -118,9 +139,10 @@ class ControlledExporter:
                 async for assignment in status_stream:
                     await self._apply(stub, metadata, assignment)
             finally:
+                self._control = None
                 reporter.cancel()
                 await asyncio.gather(reporter, return_exceptions=True)
-                self._stop_listen()
+                self._stop_listen()  # routed connections stay: they do not go through the controller
 
     async def _apply(self, stub: Any, metadata: Any, assignment: Any) -> None:
         """Move to the lease the controller says we hold (or to none)."""
@@ -137,10 +159,25 @@ class ControlledExporter:
             if not ok:
                 await self._end_lease()
                 await self._report(stub, metadata)
+        elif wanted and (self._listen is None or self._listen.done()):
+            self._start_listen(stub, metadata, wanted)  # reconnected during the lease: listen again
+        elif not wanted and not current:
+            await self._report(stub, metadata)  # e.g. our session had already ended (EndSession)
+
+    def _session_ended(self, lease_name: str) -> None:
+        """A client's EndSession ended the lease here (afterLease has run): ask the controller to
+        release it, as upstream exporters do."""
+        if self._control is None or not lease_name:
+            return
+        task = asyncio.ensure_future(self._report(*self._control, release=True))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _end_lease(self) -> None:
         log.info("lease %s ends", self.exporter.lease_name)
         self._stop_listen()
+        if self.routed is not None:
+            self.routed.close_all()
         if self.exporter.status in (S.LEASE_READY, S.BEFORE_LEASE_HOOK_FAILED, S.BEFORE_LEASE_HOOK):
             await self.exporter.end_lease()
         self.exporter.lease_name = ""
@@ -154,8 +191,22 @@ class ControlledExporter:
         self._stop_listen()
 
         async def listen() -> None:
-            async for _response in stub.Listen(pb.ListenRequest(lease_name=lease_name), metadata=metadata):
-                log.warning("router connections are not supported yet; ignoring one for lease %s", lease_name)
+            import grpc
+
+            delay = BACKOFF[0]
+            while True:
+                try:
+                    async for offer in stub.Listen(pb.ListenRequest(lease_name=lease_name), metadata=metadata):
+                        delay = BACKOFF[0]
+                        if self.routed is not None:
+                            self.routed.accept(offer.router_endpoint, offer.router_token)
+                    return  # the controller ended it: the lease is over
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() is not grpc.StatusCode.UNAVAILABLE:
+                        log.warning("listening for lease %s failed: %s", lease_name, exc.details())
+                        return
+                await asyncio.sleep(delay)
+                delay = min(delay * BACKOFF[1], BACKOFF[2])
 
         self._listen = asyncio.ensure_future(listen())
         self._listen.add_done_callback(lambda t: t.cancelled() or t.exception())

@@ -65,6 +65,8 @@ class Exporter:
         self.exit_requested: ExporterExit | None = None
         self.tcp_port: int | None = None
         self.gate: Any = None
+        #: called after a client's EndSession ended the lease (a controlled exporter releases it)
+        self.on_session_ended: Any = None
 
     @property
     def status(self) -> ExporterStatus:
@@ -72,10 +74,13 @@ class Exporter:
         return self.session.status.status
 
     @asynccontextmanager
-    async def serving(self, *socket_paths: str, tcp: TcpListener | None = None) -> AsyncIterator[Exporter]:
+    async def serving(
+        self, *socket_paths: str, tcp: TcpListener | None = None, socket_options: tuple[tuple[str, Any], ...] = ()
+    ) -> AsyncIterator[Exporter]:
         """Serve on unix sockets and/or a TCP listener (plus a private hook socket) until the block
-        exits; drivers are closed afterwards. With `tcp`, `self.tcp_port` is the bound port."""
-        from jumpstarter.exporter.server import serve_unix
+        exits; drivers are closed afterwards. With `tcp`, `self.tcp_port` is the bound port.
+        `socket_options` are added to the gRPC options of the unix-socket server."""
+        from jumpstarter.exporter.server import GRPC_OPTIONS, serve_unix
 
         self.exit_event = anyio.Event()
         with tempfile.TemporaryDirectory(prefix="jmp-exporter-") as tmp:
@@ -85,9 +90,10 @@ class Exporter:
                 async with AsyncExitStack() as stack:
                     await stack.enter_async_context(serve_unix(self.session, self.hook_socket, allowed=HOOK_CALLABLE))
                     if socket_paths:
-                        await stack.enter_async_context(
-                            serve_unix(self.session, *socket_paths, on_end_session=self._end_session_rpc)
-                        )
+                        await stack.enter_async_context(serve_unix(
+                            self.session, *socket_paths, on_end_session=self._end_session_rpc,
+                            options=(*GRPC_OPTIONS, *socket_options),
+                        ))
                     if tcp is not None:
                         self.tcp_port = await stack.enter_async_context(self._serve_tcp(tcp))
                     yield self
@@ -166,7 +172,11 @@ class Exporter:
 
     async def _end_session_rpc(self) -> tuple[bool, str]:
         if self.status in (S.LEASE_READY, S.BEFORE_LEASE_HOOK_FAILED):
-            return await self.end_lease()
+            lease_name = self.lease_name
+            result = await self.end_lease()
+            if self.on_session_ended is not None:
+                self.on_session_ended(lease_name)
+            return result
         return True, f"exporter is {self.status.name}"
 
     async def _run(self, spec: HookSpec, source: LogSource, motd_file: str | None) -> HookResult:

@@ -38,13 +38,16 @@ def add_servicers(
 
 
 @asynccontextmanager
-async def serve_unix(session: Session, path: str, *extra_paths: str, **kwargs: Any) -> AsyncIterator[grpc.aio.Server]:
+async def serve_unix(
+    session: Session, path: str, *extra_paths: str, options: tuple[tuple[str, Any], ...] = GRPC_OPTIONS,
+    **kwargs: Any,
+) -> AsyncIterator[grpc.aio.Server]:
     """Serve `session` on unix sockets at `path` (and `extra_paths`) until the block exits; the
     sockets are removed afterwards."""
     paths = (path, *extra_paths)
     for p in paths:
         _claim_socket_path(p)
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    server = grpc.aio.server(options=options)
     add_servicers(server, session, **kwargs)
     for p in paths:
         server.add_insecure_port(f"unix://{p}")

@@ -52,6 +52,12 @@ class LogCapture(logging.Handler):
         with self._changed:
             return self._seq
 
+    def touch(self) -> None:
+        """Note activity that may still produce lines (a test just used the device): the next
+        `settle()` waits its quiet time from now."""
+        with self._changed:
+            self._last = time.monotonic()
+
     def since(self, mark: int) -> list[str]:
         """Lines captured after `mark`."""
         with self._changed:

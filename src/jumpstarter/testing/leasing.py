@@ -6,13 +6,13 @@ This is the seam to the controller. `lease()` is the one function the plugin (an
 because a lease is handed over as a unix socket path, like `jmp shell` hands one to its child
 (`JUMPSTARTER_HOST`).
 
-There is no controller in this version, so `lease()` checks what it can (the client config
-exists and names an endpoint) and then raises `ControllerUnavailableError`. To implement it:
-create the lease for `request.selector` with `request.duration` through the client config's
-controller, wait until it is ready, serve it on a local unix socket and yield a `Lease`; release
-it when the block exits, also on errors and Ctrl-C. Each pytest-xdist worker calls `lease()` on
-its own (`request.worker`); when fewer devices match than there are workers, fail with a message
-saying so rather than queueing forever.
+The plugin cannot reach a controller in this version, so `lease()` checks what it can (the client
+config exists) and then raises `ControllerUnavailableError`. To implement it: create the lease for
+`request.selector` with `request.duration` through the client config's controller, wait until it
+is ready, serve it on a private unix socket (the client side of leases does this for `jmp shell`)
+and yield a `Lease`; release it when the block exits, also on errors and Ctrl-C. Each
+pytest-xdist worker calls `lease()` on its own (`request.worker`); when fewer devices match than
+there are workers, fail with a message saying so rather than queueing forever.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
+from jumpstarter.errors import ConfigurationError
 from jumpstarter.testing.settings import HOW_TO, SETTINGS, LeaseSpec, Resolved, Sources, TargetSpec, resolve
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 RESOLVED_KEY = pytest.StashKey["Resolved | Exception"]()
 SESSION_KEY = pytest.StashKey["JumpstarterSession | None"]()
 MARK_KEY = pytest.StashKey[int]()
-#: Instance attribute `JumpstarterTest` classes carry; their class-scoped session when they lease their own.
+#: Class attribute holding a `JumpstarterTest` class's own session, when it leases a device of its own.
 CLASS_SESSION_ATTR = "_jumpstarter_session"
 
 
@@ -71,7 +72,7 @@ def resolved_for(config: pytest.Config) -> Resolved:
     if found is None:
         try:
             found = resolve(_sources(config))
-        except Exception as exc:  # reported where a test asks for the target
+        except ConfigurationError as exc:  # reported where a test asks for the target
             found = exc
         config.stash[RESOLVED_KEY] = found
     if isinstance(found, Exception):
@@ -82,7 +83,7 @@ def resolved_for(config: pytest.Config) -> Resolved:
 def pytest_configure(config: pytest.Config) -> None:
     try:
         config.stash[RESOLVED_KEY] = resolve(_sources(config))
-    except Exception as exc:
+    except ConfigurationError as exc:  # reported in the header and where a test asks for the target
         config.stash[RESOLVED_KEY] = exc
     if config.getini("jmp_fixture_aliases"):
         from jumpstarter.testing import aliases
@@ -140,7 +141,8 @@ def open_session(target: TargetSpec, resolved: Resolved, worker: Worker) -> Jump
     try:
         return JumpstarterSession.open(target, resolved, worker)
     except (JumpstarterError, OSError, ValueError, LookupError) as exc:
-        fail(f"cannot use {target.describe()}: {exc}")
+        problem = str(exc)
+    fail(f"cannot use {target.describe()}: {problem}")  # outside `except`: no chained traceback
 
 
 @pytest.fixture(scope="session")
@@ -194,9 +196,15 @@ def _session_of(item: pytest.Item) -> JumpstarterSession | None:
     return None
 
 
+#: Seconds to wait before a device test for records of the previous one still on their way.
+SETTLE = 0.03
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     session = _session_of(item)
+    if session is not None:
+        session.capture.settle(quiet=SETTLE, limit=0.5)  # so that the previous test's lines stay its own
     item.stash[MARK_KEY] = session.capture.mark() if session is not None else 0
     try:
         return (yield)
@@ -204,6 +212,16 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
         session = _session_of(item)
         if session is not None:
             item.user_properties.extend(session.properties())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    try:
+        return (yield)
+    finally:
+        session = _session_of(item)
+        if session is not None:
+            session.capture.touch()
 
 
 @pytest.hookimpl(wrapper=True)

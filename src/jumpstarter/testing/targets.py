@@ -4,6 +4,7 @@ in-process, a direct-mode exporter, or a leased device. Each yields the same `Co
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from jumpstarter.testing.settings import DirectSpec, LeaseSpec, LocalSpec, Shell
 
 #: Lease name hooks see in local mode (as in `jmp shell --exporter-config`).
 LOCAL_LEASE_NAME = "local"
+#: Loggers of an in-process exporter whose INFO records clients should see (as `jmp shell` sets them).
+EXPORTER_LOGGERS = ("jumpstarter.hooks", "jumpstarter.exporter")
 
 
 @dataclass(slots=True)
@@ -65,13 +68,16 @@ def _local(spec: LocalSpec) -> Iterator[Connected]:
     from anyio.from_thread import start_blocking_portal
 
     from jumpstarter.client.client import client_from_path
-    from jumpstarter.config.exporter import ExporterConfig
     from jumpstarter.exporter.loader import load_exporter
 
-    config = ExporterConfig.from_file(spec.config)
     built = load_exporter(spec.config)
-    name = config.metadata.name or spec.config.stem
+    name = spec.config.stem  # as `jmp shell --exporter-config` names it
     with ExitStack() as stack:
+        for logger_name in EXPORTER_LOGGERS:  # hook output and hook results reach the client's log stream
+            logger = logging.getLogger(logger_name)
+            if logger.getEffectiveLevel() > logging.INFO:
+                stack.callback(logger.setLevel, logger.level)
+                logger.setLevel(logging.INFO)
         portal = stack.enter_context(start_blocking_portal("asyncio"))
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="jmp-pytest-"))
         socket_path = os.path.join(tmp, "exporter.sock")

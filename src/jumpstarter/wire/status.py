@@ -26,6 +26,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], str], ...] = (
     (errors.AlreadyExistsError, "ALREADY_EXISTS"),
     (errors.ArgumentError, "INVALID_ARGUMENT"),
     (errors.ExporterNotReadyError, "FAILED_PRECONDITION"),
+    (errors.LeaseEndedError, "FAILED_PRECONDITION"),
     (errors.ExporterBusyError, "RESOURCE_EXHAUSTED"),
     (errors.UnauthenticatedError, "UNAUTHENTICATED"),
     (errors.PermissionDeniedError, "PERMISSION_DENIED"),

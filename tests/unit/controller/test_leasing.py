@@ -6,6 +6,8 @@ import pytest
 
 from jumpstarter.controller.leasing import (
     ExporterView,
+    abandon_deadline,
+    abandoned,
     expired,
     fair_order,
     next_deadline,
@@ -135,3 +137,15 @@ def test_expiry_and_deadlines() -> None:
 def test_validate(kw: dict[str, object], problem: str | None) -> None:
     found = validate(lease("l", **kw))  # type: ignore[arg-type]
     assert (found is None) if problem is None else (problem in (found or ""))
+
+
+def test_abandoned_leases_and_their_deadline() -> None:
+    ready = Lease("ns", "l1", "alice", "a=1", 60, created=0, phase=LeasePhase.READY, exporter="e1")
+    other = Lease("ns", "l2", "bob", "a=1", 60, created=0, phase=LeasePhase.READY, exporter="e2")
+    waiting = Lease("ns", "l3", "carol", "a=1", 60, created=0)
+    offline = {("ns", "e1"): 100.0}.get  # e2 online (None), e1 offline since t=100
+    leases = [ready, other, waiting]
+    assert abandoned(129.0, leases, offline, 30.0) == []
+    assert abandoned(130.0, leases, offline, 30.0) == [ready]
+    assert abandon_deadline(leases, offline, 30.0) == 130.0
+    assert abandon_deadline(leases, lambda key: None, 30.0) is None

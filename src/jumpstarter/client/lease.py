@@ -1,0 +1,317 @@
+"""Leases from the client side: request or attach to a lease, wait until it is ready, and serve it
+on a private unix socket whose every connection is carried through the router to the exporter.
+
+`serve_lease` is the piece everything else builds on: each connection accepted on the socket
+makes its own `Dial` (a fresh stream token) and its own router stream, and carries the raw bytes of
+that connection, so anything that talks gRPC to a unix socket (`client_from_path`, `j`, `env()`)
+works unchanged through it. When the router or controller restarts, connections in flight fail and
+new ones dial again (retrying while the controller or exporter is briefly away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from jumpstarter.client.controller import auth_metadata, channel_parts, translate
+from jumpstarter.config.client import ClientConfig
+from jumpstarter.errors import (
+    ArgumentError,
+    ConnectionLostError,
+    ExporterBusyError,
+    ExporterNotReadyError,
+    LeaseEndedError,
+)
+from jumpstarter.streams.tunnel import ROUTER_CHANNEL_OPTIONS, open_stream, splice
+
+log = logging.getLogger("jumpstarter.client.lease")
+
+#: Errors after which dialing again may work (the controller or exporter is briefly away).
+RETRYABLE = (ConnectionLostError, ExporterNotReadyError, TimeoutError)
+#: How often a waiting lease is looked at, and a ready one checked for its end.
+PENDING_POLL = 0.2
+WATCH_POLL = 1.0
+
+
+def lease_phase(lease: Any) -> tuple[str, str]:
+    """(phase, message) of a `client.v1.Lease` from its conditions: Pending, Ready, Unsatisfiable,
+    Invalid, Ended (message: the reason) or Unknown."""
+    conditions = {c.type: c for c in lease.conditions}
+    for phase in ("Unsatisfiable", "Invalid"):
+        if phase in conditions and conditions[phase].status == "True":
+            return phase, conditions[phase].message
+    ready = conditions.get("Ready")
+    if ready is not None and ready.status == "True":
+        return "Ready", ""
+    pending = conditions.get("Pending")
+    if pending is not None and pending.status == "True":
+        return "Pending", pending.message
+    if ready is not None and ready.reason in ("Released", "Expired"):
+        return "Ended", ready.reason
+    return "Unknown", ""
+
+
+def ended_message(lease: Any) -> str:
+    """Why a lease ended, for people: `expired`, `released (exporter board1 went offline)`."""
+    conditions = {c.type: c for c in lease.conditions}
+    ready = conditions.get("Ready")
+    if ready is None:
+        return "ended"
+    reason = (ready.reason or "ended").lower()
+    return f"{reason} ({ready.message})" if ready.message and ready.message != "lease expired" else reason
+
+
+def _short(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+class ControllerSession:
+    """Asynchronous calls to the controller with one client config's credentials."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        target, credentials, options = channel_parts(config)
+        self.config = config
+        self.endpoint = target
+        self.namespace = config.metadata.namespace or "default"
+        self.metadata = auth_metadata(config)
+        self.channel = grpc.aio.secure_channel(target, credentials, options=options)
+
+    async def call(self, method: Any, request: Any, seconds: float = 30.0) -> Any:
+        """Call a stub method (deadline: `seconds`); our exception types on failure."""
+        try:
+            return await method(request, metadata=self.metadata, timeout=seconds)
+        except grpc.RpcError as exc:
+            raise translate(exc, self.endpoint) from None
+
+    def clients(self) -> Any:
+        from jumpstarter.protocol.client.v1 import client_pb2_grpc
+
+        return client_pb2_grpc.ClientServiceStub(self.channel)
+
+    def lease_path(self, name: str) -> str:
+        """The resource name of one of our leases."""
+        return f"namespaces/{self.namespace}/leases/{name}"
+
+    async def create_lease(self, selector: str, duration: float, exporter_name: str | None = None) -> Any:
+        """Request a lease; returns it as the controller has it now."""
+        from google.protobuf import duration_pb2
+
+        from jumpstarter.protocol.client.v1 import client_pb2
+
+        length = duration_pb2.Duration()
+        length.FromNanoseconds(int(duration * 1e9))
+        spec = client_pb2.Lease(selector=selector, duration=length)
+        if exporter_name:
+            spec.exporter_name = exporter_name
+        request = client_pb2.CreateLeaseRequest(parent=f"namespaces/{self.namespace}", lease=spec)
+        return await self.call(self.clients().CreateLease, request)
+
+    async def get_lease(self, name: str) -> Any:
+        """One of our leases."""
+        from jumpstarter.protocol.client.v1 import client_pb2
+
+        return await self.call(self.clients().GetLease, client_pb2.GetLeaseRequest(name=self.lease_path(name)))
+
+    async def release_lease(self, name: str) -> None:
+        """Release one of our leases."""
+        from jumpstarter.protocol.client.v1 import client_pb2
+
+        await self.call(self.clients().DeleteLease, client_pb2.DeleteLeaseRequest(name=self.lease_path(name)))
+
+    async def exporter_labels(self, name: str) -> dict[str, str]:
+        """Labels of an exporter of our namespace."""
+        from jumpstarter.protocol.client.v1 import client_pb2
+
+        request = client_pb2.GetExporterRequest(name=f"namespaces/{self.namespace}/exporters/{name}")
+        return dict((await self.call(self.clients().GetExporter, request)).labels)
+
+    async def dial(self, lease_name: str, seconds: float) -> tuple[str, str]:
+        """(router endpoint, stream token) for one new connection to the lease's exporter."""
+        from jumpstarter.protocol.v1 import jumpstarter_pb2, jumpstarter_pb2_grpc
+
+        stub = jumpstarter_pb2_grpc.ControllerServiceStub(self.channel)
+        answer = await self.call(stub.Dial, jumpstarter_pb2.DialRequest(lease_name=lease_name), seconds)
+        return answer.router_endpoint, answer.router_token
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self.channel.close(None)
+
+
+@dataclass(slots=True)
+class ReadyLease:
+    """A lease with its exporter assigned."""
+
+    name: str
+    exporter: str
+    expires: float | None  # seconds since the epoch
+
+
+async def wait_ready(
+    session: ControllerSession, name: str, progress: Callable[[str], None], patience: float
+) -> ReadyLease:
+    """Wait up to `patience` seconds until lease `name` is Ready, reporting its queue position
+    through `progress`."""
+    deadline = time.monotonic() + patience
+    shown = ""
+    while True:
+        lease = await session.get_lease(name)
+        phase, message = lease_phase(lease)
+        if phase == "Ready":
+            expires = lease.effective_end_time.ToNanoseconds() / 1e9 if lease.HasField("effective_end_time") else None
+            return ReadyLease(name, _short(lease.exporter), expires)
+        if phase in ("Unsatisfiable", "Invalid"):
+            raise ArgumentError(f"lease {name} is {phase.lower()}: {message}")
+        if phase == "Ended":
+            raise LeaseEndedError(f"lease {name} has ended: {ended_message(lease)}")
+        if message != shown:
+            progress(f"lease {name}: waiting, {message}")
+            shown = message
+        if time.monotonic() > deadline:
+            raise ExporterBusyError(f"lease {name} not ready after {patience:g}s: {message}")
+        await asyncio.sleep(PENDING_POLL)
+
+
+async def watch_lease(
+    session: ControllerSession, name: str, ended: Callable[[str], None], notice: Callable[[str], None] | None = None
+) -> None:
+    """Call `ended(why)` once lease `name` has ended (a controller that is away is waited for);
+    `notice` hears when its exporter goes offline and comes back meanwhile."""
+    from jumpstarter.protocol.client.v1 import client_pb2
+
+    offline = False
+    while True:
+        await asyncio.sleep(WATCH_POLL)
+        try:
+            lease = await session.get_lease(name)
+            phase, _ = lease_phase(lease)
+            if phase not in ("Ready", "Pending", "Unknown"):
+                ended(ended_message(lease))
+                return
+            if notice is not None and lease.HasField("exporter"):
+                request = client_pb2.GetExporterRequest(name=lease.exporter)
+                online = (await session.call(session.clients().GetExporter, request)).online
+                if online == offline:
+                    offline = not online
+                    exporter = _short(lease.exporter)
+                    notice(f"exporter {exporter} is offline; the lease ends unless it comes back soon"
+                           if offline else f"exporter {exporter} is back")
+        except (ConnectionLostError, TimeoutError):
+            continue
+
+
+@dataclass(eq=False)
+class LeaseTunnel:
+    """Serves one lease on a unix socket: every accepted connection is dialled and routed."""
+
+    session: ControllerSession
+    lease_name: str
+    dial_timeout: float = 60.0
+    #: called with the error when the controller says the lease is over
+    on_lease_ended: Callable[[BaseException], None] | None = None
+    connections: int = 0  # routed connections made so far
+    _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def _channel(self, endpoint: str) -> grpc.aio.Channel:
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            ca = self.session.config.tls.ca
+            credentials = grpc.ssl_channel_credentials(root_certificates=ca.encode() if ca else None)
+            channel = grpc.aio.secure_channel(endpoint, credentials, options=ROUTER_CHANNEL_OPTIONS)
+            self._channels[endpoint] = channel
+        return channel
+
+    async def dial(self) -> tuple[str, str]:
+        """A router endpoint and token for one connection, retrying while that may help."""
+        deadline = time.monotonic() + self.dial_timeout
+        delay = 0.1
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return await self.session.dial(self.lease_name, max(1.0, min(remaining, 35.0)))
+            except RETRYABLE as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.debug("dial of lease %s failed (%s); retrying", self.lease_name, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def handle(self, sock: socket.socket) -> None:
+        """Carry one accepted connection through the router (closing it when done)."""
+        try:
+            endpoint, token = await self.dial()
+            self.connections += 1
+        except BaseException as exc:
+            sock.close()
+            if isinstance(exc, LeaseEndedError) and self.on_lease_ended is not None:
+                self.on_lease_ended(exc)
+            elif isinstance(exc, Exception):
+                log.info("routed connection to lease %s failed: %s", self.lease_name, _describe(exc))
+            else:
+                raise
+            return
+        try:
+            await splice(open_stream(self._channel(endpoint), token), sock)
+        except Exception as exc:
+            log.info("routed connection to lease %s ended: %s", self.lease_name, _describe(exc))
+
+    async def serve(self, listener: socket.socket) -> None:
+        """Accept connections on a listening socket until cancelled (then cut them all)."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                sock, _ = await loop.sock_accept(listener)
+                sock.setblocking(False)
+                task = asyncio.ensure_future(self.handle(sock))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cut every connection and close the router channels."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close(None)
+
+
+@asynccontextmanager
+async def serve_lease(tunnel: LeaseTunnel, path: str) -> AsyncIterator[LeaseTunnel]:
+    """Serve `tunnel` on a unix socket at `path` (private to this user) until the block exits."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        os.chmod(path, 0o600)
+        listener.listen(128)
+        listener.setblocking(False)
+        acceptor = asyncio.ensure_future(tunnel.serve(listener))
+        try:
+            yield tunnel
+        finally:
+            acceptor.cancel()
+            await asyncio.gather(acceptor, return_exceptions=True)
+    finally:
+        listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return str(exc) or type(exc).__name__

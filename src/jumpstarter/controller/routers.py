@@ -1,0 +1,185 @@
+"""Which router a `Dial` hands out, and the routers that run as their own processes.
+
+The controller serves `RouterService` itself unless told not to (the built-in router, reached at the
+controller's own endpoint). Routers started with `jmp controller router` attach through
+`RouterRegistryService.Attach` with the token of a router identity; the identity's labels say which
+exporters they serve best. `choose` picks, among attached routers whose labels all match the
+exporter's labels, the most specific one (most labels), spreading ties round-robin; with none, the
+built-in router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from jumpstarter import errors
+from jumpstarter.controller.model import Kind, Lease, LeasePhase
+from jumpstarter.controller.service import Authenticator, abort_with, unary
+from jumpstarter.protocol.admin.v1 import routers_pb2, routers_pb2_grpc
+
+log = logging.getLogger("jumpstarter.controller")
+#: Lease events queued for one attached router before it is dropped (it re-attaches and resyncs).
+EVENT_QUEUE = 10_000
+
+
+@dataclass(eq=False, slots=True)
+class AttachedRouter:
+    """A router process connected to this controller."""
+
+    name: str
+    endpoint: str
+    labels: dict[str, str]
+    events: asyncio.Queue[routers_pb2.RouterEvent | None] = field(
+        default_factory=lambda: asyncio.Queue(EVENT_QUEUE)
+    )
+
+
+def pick(routers: list[AttachedRouter], labels: dict[str, str], turn: int) -> AttachedRouter | None:
+    """The router for an exporter with `labels` (pure: `turn` breaks ties round-robin)."""
+    fitting = [r for r in routers if all(labels.get(k) == v for k, v in r.labels.items())]
+    if not fitting:
+        return None
+    best = max(len(r.labels) for r in fitting)
+    tied = [r for r in fitting if len(r.labels) == best]
+    return tied[turn % len(tied)]
+
+
+class RouterRegistry:
+    """Attached routers, the built-in one, and lease events for them."""
+
+    def __init__(self, builtin: str | None, active_leases: Callable[[], list[Lease]]) -> None:
+        self.builtin = builtin  # endpoint of the router inside the controller; None: disabled
+        self._active_leases = active_leases
+        self._attached: list[AttachedRouter] = []
+        self._turns = itertools.count()
+
+    @property
+    def attached(self) -> list[AttachedRouter]:
+        """Routers attached right now."""
+        return list(self._attached)
+
+    def choose(self, exporter_labels: dict[str, str]) -> str:
+        """The endpoint a client and exporter should meet at."""
+        chosen = pick(self._attached, exporter_labels, next(self._turns))
+        if chosen is not None:
+            return chosen.endpoint
+        if self.builtin is not None:
+            return self.builtin
+        raise errors.ConnectionLostError("no router is available: none is attached to the controller")
+
+    def lease_changed(self, lease: Lease) -> None:
+        """Tell attached routers that a lease started or ended."""
+        key = f"{lease.namespace}/{lease.name}"
+        if lease.phase is LeasePhase.READY:
+            event = routers_pb2.RouterEvent(started_leases=[key])
+        elif not lease.active:
+            event = routers_pb2.RouterEvent(ended_leases=[key])
+        else:
+            return
+        for router in list(self._attached):
+            try:
+                router.events.put_nowait(event)
+            except asyncio.QueueFull:
+                log.warning("router %s is not keeping up with lease events; dropping it", router.name)
+                self._drop(router)
+
+    def _drop(self, router: AttachedRouter) -> None:
+        with contextlib.suppress(ValueError):
+            self._attached.remove(router)
+        with contextlib.suppress(asyncio.QueueFull):
+            router.events.put_nowait(None)
+
+    async def attach(self, router: AttachedRouter, keys: dict[str, str]) -> AsyncIterator[routers_pb2.RouterEvent]:
+        """Events for an attached router, a snapshot first; it is handed out while this iterates."""
+        ready = [lease for lease in self._active_leases() if lease.phase is LeasePhase.READY]
+        active = [f"{lease.namespace}/{lease.name}" for lease in ready]
+        self._attached.append(router)
+        log.info("router %s attached at %s (labels %s)", router.name, router.endpoint, router.labels or "none")
+        try:
+            yield routers_pb2.RouterEvent(verification_keys=keys, snapshot=True, active_leases=active)
+            while (event := await router.events.get()) is not None:
+                yield event
+        finally:
+            self._drop(router)
+            log.info("router %s detached", router.name)
+
+
+def issue_certificate(ca_cert_pem: bytes, ca_key_pem: bytes, public_key_pem: str, hosts: list[str]) -> str:
+    """A server certificate for `hosts` and the router's public key, signed by the controller's CA."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
+    ca_key: Any = serialization.load_pem_private_key(ca_key_pem, password=None)
+    public: Any = serialization.load_pem_public_key(public_key_pem.encode())
+    names: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    for host in dict.fromkeys(hosts):
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jumpstarter-router")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+class RouterRegistryServicer(routers_pb2_grpc.RouterRegistryServiceServicer):
+    """Routers attach here; only router identities may."""
+
+    def __init__(
+        self, registry: RouterRegistry, auth: Authenticator, coordinator: Any, ca: tuple[bytes, bytes] | None
+    ) -> None:
+        self.registry = registry
+        self.auth = auth
+        self.coordinator = coordinator
+        self.ca = ca  # (certificate, key) PEM of the controller's self-made certificate, or None
+
+    @unary
+    async def IssueRouterCertificate(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self.auth(context, Kind.ROUTER)
+        if self.ca is None:
+            raise errors.ConfigurationError(
+                "this controller serves a certificate it was given (--tls-cert), so it cannot vouch for "
+                "routers: start the router with --tls-cert/--tls-key trusted by the clients' tls.ca"
+            )
+        if not request.hosts:
+            raise errors.ArgumentError("name at least one host for the router certificate")
+        cert = issue_certificate(self.ca[0], self.ca[1], request.public_key_pem, list(request.hosts))
+        return routers_pb2.RouterCertificate(certificate_pem=cert)
+
+    async def Attach(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            who = self.auth(context, Kind.ROUTER)
+            identity = self.coordinator.get_identity(Kind.ROUTER, who.namespace, who.name)
+            if not request.endpoint or ":" not in request.endpoint:
+                raise errors.ArgumentError("a router must give its endpoint as HOST:PORT")
+        except (errors.JumpstarterError, ValueError) as exc:
+            await abort_with(context, exc)
+            return
+        router = AttachedRouter(who.name, request.endpoint, dict(identity.labels))
+        async for event in self.registry.attach(router, self.auth.authority.verification_keys()):
+            yield event
