@@ -55,8 +55,8 @@ def _wait_for_line(proc: subprocess.Popen[str], pattern: str, seconds: float = 3
 
 
 @contextmanager
-def distributed(tmp: Path) -> Iterator[Path]:
-    """A controller and a controlled exporter; yields the client config path."""
+def distributed(tmp: Path) -> Iterator[tuple[Path, int]]:
+    """A controller and a controlled exporter; yields the client config path and the controller's pid."""
     env = child_env() | {"XDG_CONFIG_HOME": str(tmp / "xdg"), "JMP_SYSTEM_CONFIG_DIR": str(tmp / "etc")}
     procs: list[subprocess.Popen[str]] = []
     try:
@@ -76,7 +76,7 @@ def distributed(tmp: Path) -> Iterator[Path]:
                                     stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
         procs.append(exporter)
         _wait_for_line(exporter, r"registered with controller")
-        yield client_config
+        yield client_config, controller.pid
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -117,6 +117,30 @@ async def concurrent_streams(socket_path: str, count: int, seconds: float) -> li
         return list(await asyncio.gather(*tasks))
 
 
+@contextmanager
+def peak_rss(pid: int) -> Iterator[list[int]]:
+    """Samples the resident memory of process `pid` while the block runs; yields [peak bytes]."""
+    import threading
+
+    import psutil
+
+    process = psutil.Process(pid)
+    peak = [process.memory_info().rss]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.05):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join()
+
+
 def connect_times(socket_path: str, portal: Any, runs: int) -> list[float]:
     """Seconds from opening a new routed connection to its GetReport answer."""
     from jumpstarter.client.client import client_from_path
@@ -149,7 +173,7 @@ def main() -> None:
         (tmp / "direct").mkdir()
         direct_proc, address, fingerprint, _ = start_exporter(tmp / "direct")
         try:
-            with distributed(tmp) as client_config:
+            with distributed(tmp) as (client_config, controller_pid):
                 config = ClientConfig.from_file(client_config)
                 session = portal.call(ControllerSession, config)
                 lease = portal.call(session.create_lease, "bench=1", 3600.0)
@@ -175,7 +199,11 @@ def main() -> None:
                         direct_rates.append(stream_rate(direct.bench, settings.seconds))
                         router_rates.append(stream_rate(routed.bench, settings.seconds))
                     connects = connect_times(socket_path, portal, 10 if quick else 30)
-                    per_stream = portal.call(concurrent_streams, socket_path, CONCURRENT, 2.0 if quick else 4.0)
+                    import psutil
+
+                    idle_rss = psutil.Process(controller_pid).memory_info().rss
+                    with peak_rss(controller_pid) as peak:
+                        per_stream = portal.call(concurrent_streams, socket_path, CONCURRENT, 2.0 if quick else 4.0)
                 portal.call(session.release_lease, name)
                 portal.call(session.close)
         finally:
@@ -195,6 +223,8 @@ def main() -> None:
             "median_MBps": statistics.median(per_stream),
             "max_MBps": max(per_stream),
             "min_over_median": min(per_stream) / statistics.median(per_stream),
+            "router_rss_MB_before": idle_rss / 1e6,
+            "router_rss_MB_peak": peak[0] / 1e6,
         },
     }
     print(json.dumps(result, indent=2))

@@ -64,9 +64,10 @@ def controller(cli: Cli, address: str = "127.0.0.1:0", *extra: str) -> Iterator[
 
 
 @contextmanager
-def exporter(cli: Cli, name: str, *labels: str) -> Iterator[subprocess.Popen[str]]:
-    """An exporter config with one Lamp, registered as `name` with the controller, running."""
-    config = cli.exporter_config(f"{name}.yaml")
+def exporter(cli: Cli, name: str, *labels: str, **fields: Any) -> Iterator[subprocess.Popen[str]]:
+    """An exporter config with one Lamp (and `fields`: hooks, motd), registered as `name` with the
+    controller, running."""
+    config = cli.exporter_config(f"{name}.yaml", **fields)
     args = [a for label in labels for a in ("-l", label)]
     created = cli.jmp("admin", "create", "exporter", name, *args, "--out", str(config))
     assert created.returncode == 0, created.stderr

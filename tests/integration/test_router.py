@@ -114,6 +114,21 @@ def test_shells_lease_queue_and_use_exporters_through_the_router(cli: Cli) -> No
                     assert "Traceback" not in bob.log.read_text()
 
 
+def test_hook_output_motd_and_driver_calls_reach_the_shell_through_the_router(cli: Cli) -> None:
+    hooks = {"beforeLease": {"script": "echo preparing $LEASE_NAME for $CLIENT_NAME\nj lamp on --level 11\n"
+                                       "echo 'mind the fuse' >> \"$JMP_MOTD_FILE\""},
+             "afterLease": {"script": "echo cleaning up at $(j lamp status)"}}
+    with controller(cli):
+        create_clients(cli, "alice")
+        with exporter(cli, "rpi1", "board=rpi", hooks=hooks, motd="Welcome to rpi1"):
+            result = cli.jmp("shell", "--client", "alice", "-l", "board=rpi", "--", "j", "lamp", "status")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "11"  # the hook drove the same lamp
+    assert re.search(r"^\[beforeLease\] preparing \S+ for alice$", result.stderr, re.M), result.stderr
+    assert "Welcome to rpi1\nmind the fuse" in result.stderr
+    assert "[afterLease] cleaning up at 11" in result.stderr  # EndSession ran it while we listened
+
+
 def test_ci_flow_create_lease_then_shells_attach_then_delete(cli: Cli) -> None:
     with controller(cli):
         create_clients(cli, "alice")

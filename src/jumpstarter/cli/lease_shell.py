@@ -13,9 +13,12 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from typing import Any
 
 import click
+
+from jumpstarter.cli.shell import _RemoteLogPrinter
 
 #: Exit code when the lease ended under the command (`LeaseEndedError` in cli.errors).
 LEASE_ENDED_EXIT = 9
@@ -28,19 +31,32 @@ class _LeaseEnd:
 
     def __init__(self) -> None:
         self.why: str | None = None
-        self.event = threading.Event()
         self.child: subprocess.Popen[bytes] | None = None
+        self.expected = False  # we are ending it ourselves (EndSession, release): no news
         self._lock = threading.Lock()
 
     def __call__(self, why: str) -> None:
         with self._lock:
-            if self.why is not None:
+            if self.why is not None or self.expected:
                 return
             self.why = why
             child = self.child
-        self.event.set()
         if child is not None and child.poll() is None:
             threading.Thread(target=_stop, args=(child,), daemon=True).start()
+
+    def watch(self, child: subprocess.Popen[bytes]) -> None:
+        """Stop `child` when the lease ends (at once if it already has)."""
+        with self._lock:
+            self.child = child
+            gone = self.why is not None
+        if gone:
+            _stop(child)
+
+    def ending_it_ourselves(self) -> bool:
+        """From now on the lease ending is no news (we end the session); False if it already ended."""
+        with self._lock:
+            self.expected = self.why is None
+            return self.expected
 
 
 def _stop(child: subprocess.Popen[bytes]) -> None:
@@ -61,11 +77,7 @@ def _run_watched(argv: list[str], env: dict[str, str], end: _LeaseEnd) -> int:
     except PermissionError:
         click.echo(f"Error: permission denied: {argv[0]}", err=True)
         return 126
-    with end._lock:
-        end.child = child
-        gone = end.why is not None
-    if gone:
-        _stop(child)
+    end.watch(child)
     while True:
         try:
             code = child.wait()
@@ -88,77 +100,127 @@ def run(
 
     from anyio.from_thread import start_blocking_portal
 
-    from jumpstarter.cli.jserver import command_server
-    from jumpstarter.cli.shell import _RemoteLogPrinter
-    from jumpstarter.client.client import client_from_path
-    from jumpstarter.client.lease import ControllerSession, LeaseTunnel, serve_lease, wait_ready, watch_lease
-    from jumpstarter.streams.tunnel import TUNNELLED_OPTIONS
+    from jumpstarter.client.lease import ControllerSession
 
     end = _LeaseEnd()
-
-    def progress(line: str) -> None:
-        click.echo(line, err=True)
-
+    created = lease_name is None
+    name = lease_name or ""
     with start_blocking_portal("asyncio") as portal, tempfile.TemporaryDirectory(prefix="jmp-lease-") as tmp:
         session = portal.call(ControllerSession, config)
-        created = lease_name is None
-        name = lease_name or ""
         try:
             if created:
                 lease = portal.call(session.create_lease, selector, duration)
                 name = lease.name.rsplit("/", 1)[-1]
-                progress(f"lease {name} requested")
-            ready = portal.call(wait_ready, session, name, progress, float(config.leases.acquisition_timeout))
-            labels = portal.call(session.exporter_labels, ready.exporter)
-            progress(f"lease {name}: exporter {ready.exporter}")
-            socket_path = os.path.join(tmp, "lease.sock")
-            tunnel = LeaseTunnel(session, name, float(config.leases.dial_timeout))
-            allow, unsafe = list(config.drivers.allow), bool(config.drivers.unsafe)
-            tunnelled: dict[str, Any] = {"allow": allow, "unsafe": unsafe, "channel_options": TUNNELLED_OPTIONS}
-            watcher = portal.start_task_soon(watch_lease, session, name, end, progress)
-            try:
-                with (
-                    portal.wrap_async_context_manager(serve_lease(tunnel, socket_path)),
-                    client_from_path(socket_path, portal, **tunnelled) as root,
-                    root.log_stream(show_all=exporter_logs),
-                ):
-                    printer = _RemoteLogPrinter(exporter_logs)
-                    exporter_log = logging.getLogger("exporter")
-                    exporter_log.addHandler(printer)
-                    exporter_log.setLevel(logging.INFO)
-                    try:
-                        env = dict(os.environ)
-                        env.update({
-                            "JUMPSTARTER_HOST": socket_path,
-                            "JMP_DRIVERS_ALLOW": "UNSAFE" if unsafe else ",".join(allow),
-                            "JMP_EXPORTER": ready.exporter,
-                            "JMP_EXPORTER_LABELS": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
-                            "JMP_LEASE": name,
-                        })
-                        with command_server(root, tmp) as j_socket:
-                            env["JMP_J_SOCKET"] = j_socket
-                            code = _child(command, ready.exporter, env, end)
-                        if created and end.why is None:
-                            try:  # runs afterLease now, while its output still reaches us
-                                root.end_session()
-                            except Exception:
-                                pass
-                    finally:
-                        exporter_log.removeHandler(printer)
-            finally:
-                watcher.cancel()
+                _say(f"lease {name} requested")
+            code = _on_lease(portal, session, config, name, created, command, exporter_logs, end, tmp)
         finally:
             if created and name:
                 try:
                     portal.call(session.release_lease, name)
                 except Exception as exc:
                     if end.why is None:
-                        click.echo(f"Warning: releasing lease {name} failed: {exc}", err=True)
+                        _say(f"Warning: releasing lease {name} failed: {exc}")
             portal.call(session.close)
     if end.why is not None:
-        click.echo(f"Error: lease {name} ended: {end.why}", err=True)
+        _say(f"Error: lease {name} ended: {end.why}")
         return LEASE_ENDED_EXIT
     return code
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _on_lease(
+    portal: Any, session: Any, config: Any, name: str, created: bool, command: tuple[str, ...],
+    exporter_logs: bool, end: _LeaseEnd, tmp: str,
+) -> int:
+    """Wait for the lease, serve it on a socket in `tmp`, run the command with it."""
+    from jumpstarter.cli.jserver import command_server
+    from jumpstarter.client.client import client_from_path
+    from jumpstarter.client.lease import LeaseTunnel, serve_lease, wait_ready, watch_lease
+    from jumpstarter.streams.tunnel import TUNNELLED_OPTIONS
+
+    ready = portal.call(wait_ready, session, name, _say, float(config.leases.acquisition_timeout))
+    labels = portal.call(session.exporter_labels, ready.exporter)
+    _say(f"lease {name}: exporter {ready.exporter}")
+    socket_path = os.path.join(tmp, "lease.sock")
+    tunnel = LeaseTunnel(session, name, float(config.leases.dial_timeout))
+    allow, unsafe = list(config.drivers.allow), bool(config.drivers.unsafe)
+    options = TUNNELLED_OPTIONS
+    watcher = portal.start_task_soon(watch_lease, session, name, end, _say)
+    try:
+        with (
+            _LogPrinter(exporter_logs) as printer,
+            portal.wrap_async_context_manager(serve_lease(tunnel, socket_path)),
+            client_from_path(socket_path, portal, allow=allow, unsafe=unsafe, channel_options=options) as root,
+            root.log_stream(show_all=exporter_logs),
+        ):
+            motd = _motd(root)
+            if motd:
+                _say(motd)
+            env = dict(os.environ)
+            env.update({
+                "JUMPSTARTER_HOST": socket_path,
+                "JMP_DRIVERS_ALLOW": "UNSAFE" if unsafe else ",".join(allow),
+                "JMP_EXPORTER": ready.exporter,
+                "JMP_EXPORTER_LABELS": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+                "JMP_LEASE": name,
+            })
+            with command_server(root, tmp) as j_socket:
+                env["JMP_J_SOCKET"] = j_socket
+                code = _child(command, ready.exporter, env, end)
+            if end.ending_it_ourselves() and created:
+                try:  # runs afterLease now, while its output still reaches us
+                    root.end_session()
+                    printer.drain()
+                except Exception:
+                    pass
+    finally:
+        watcher.cancel()
+    return code
+
+
+class _LogPrinter(_RemoteLogPrinter):
+    """Prints exporter log records arriving over LogStream (hook output always, driver logs on
+    request); attached before the stream opens, so replayed beforeLease output is not lost."""
+
+    QUIET = 0.2  # seconds without records after which `drain` considers the output complete
+    LONGEST = 3.0
+
+    def __init__(self, exporter_logs: bool) -> None:
+        super().__init__(exporter_logs)
+        self.logger = logging.getLogger("exporter")
+        self.last = time.monotonic()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last = time.monotonic()
+        super().emit(record)
+
+    def __enter__(self) -> _LogPrinter:
+        self.logger.addHandler(self)
+        self.logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self)
+
+    def drain(self) -> None:
+        """Wait until records stop arriving (afterLease output travels on another connection
+        than the EndSession answer, so it may still be on its way)."""
+        deadline = time.monotonic() + self.LONGEST
+        self.last = max(self.last, time.monotonic())
+        while time.monotonic() < min(deadline, self.last + self.QUIET):
+            time.sleep(0.02)
+
+
+def _motd(root: Any) -> str:
+    """The exporter's message of the day (with what its beforeLease hook added)."""
+    from google.protobuf import empty_pb2
+
+    connection = root.connection
+    report = connection.exporter_stub().GetReport(empty_pb2.Empty(), metadata=connection.metadata(()), timeout=10)
+    return str(report.motd)
 
 
 def _child(command: tuple[str, ...], exporter: str, env: dict[str, str], end: _LeaseEnd) -> int:

@@ -169,7 +169,7 @@ class ControlledExporter:
         release it, as upstream exporters do."""
         if self._control is None or not lease_name:
             return
-        task = asyncio.ensure_future(self._report(*self._control, release=True))
+        task = asyncio.ensure_future(self._report(*self._control, release=True, message="session ended by the client"))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -216,11 +216,12 @@ class ControlledExporter:
             self._listen.cancel()
             self._listen = None
 
-    async def _report(self, stub: Any, metadata: Any, release: bool = False) -> None:
+    async def _report(self, stub: Any, metadata: Any, release: bool = False, message: str | None = None) -> None:
         from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
 
         machine = self.exporter.session.status
-        request = pb.ReportStatusRequest(status=int(machine.status), message=machine.message)  # type: ignore[arg-type]
+        text = machine.message if message is None else message
+        request = pb.ReportStatusRequest(status=int(machine.status), message=text)  # type: ignore[arg-type]
         if release:
             request.release_lease = True
         await stub.ReportStatus(request, metadata=metadata)
@@ -242,6 +243,10 @@ async def run_controlled(path: Path, name: str) -> int:
 
     config = load_model(ExporterConfig, path, kind="ExporterConfig")
     exporter = load_exporter(path)
+    for logger_name in ("jumpstarter.hooks", "jumpstarter.exporter"):  # hook output reaches clients at any level
+        forwarded = logging.getLogger(logger_name)
+        if forwarded.getEffectiveLevel() > logging.INFO:
+            forwarded.setLevel(logging.INFO)
     if config.metadata.name:
         exporter.session.labels.setdefault("jumpstarter.dev/name", config.metadata.name)
 
