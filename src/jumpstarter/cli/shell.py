@@ -158,7 +158,12 @@ def shell(
             accept_fingerprint=accept_fingerprint,
         )
         raise SystemExit(_direct_shell(target, tls_grpc, command, exporter_logs))
-    name, path = exporter_path(exporter, exporter_config)
+    try:
+        name, path = exporter_path(exporter, exporter_config)
+    except click.UsageError as exc:
+        if exporter or exporter_config:
+            raise
+        raise click.UsageError(f"{exc.message}; or lease one from a controller: -l SELECTOR or --lease NAME") from None
     endpoint = _direct_endpoint(path)
     if endpoint is not None:
         # options given on the command line win over the saved config

@@ -217,9 +217,6 @@ class LeaseTunnel:
     session: ControllerSession
     lease_name: str
     dial_timeout: float = 60.0
-    #: called with the error when the controller says the lease is over
-    on_lease_ended: Callable[[BaseException], None] | None = None
-    connections: int = 0  # routed connections made so far
     _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -251,15 +248,11 @@ class LeaseTunnel:
         """Carry one accepted connection through the router (closing it when done)."""
         try:
             endpoint, token = await self.dial()
-            self.connections += 1
         except BaseException as exc:
-            sock.close()
-            if isinstance(exc, LeaseEndedError) and self.on_lease_ended is not None:
-                self.on_lease_ended(exc)
-            elif isinstance(exc, Exception):
-                log.info("routed connection to lease %s failed: %s", self.lease_name, _describe(exc))
-            else:
+            sock.close()  # the client sees its connection fail (the shell reports why)
+            if not isinstance(exc, Exception):
                 raise
+            log.info("routed connection to lease %s failed: %s", self.lease_name, _describe(exc))
             return
         try:
             await splice(open_stream(self._channel(endpoint), token), sock)

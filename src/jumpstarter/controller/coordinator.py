@@ -355,7 +355,8 @@ class Coordinator:
     async def wait_changed(self, at_most: float) -> None:
         """Wait until something changes (a status report, a lease granted or ended), `at_most` seconds."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), max(0.0, at_most))
+            async with asyncio.timeout(max(0.0, at_most)):
+                await self._changed.wait()
 
     def _offline_since(self, key: Key) -> float | None:
         """Since when an exporter has been offline (None while online); unseen since our start: our start."""
@@ -377,8 +378,11 @@ class Coordinator:
             if lost is not None:
                 deadline = lost if deadline is None else min(deadline, lost)
             timeout = 30.0 if deadline is None else max(0.0, min(30.0, deadline - self.clock()))
+            # (not asyncio.wait_for: on 3.11 it can swallow a cancellation that coincides with the
+            # wake-up, and the controller would then hang at shutdown until the next deadline)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
 
 def default_namespace(namespace: str | None) -> str:

@@ -176,7 +176,8 @@ class Router:
         mine = _Waiting(side, asyncio.get_running_loop().create_future())
         self._waiting[stream_id] = mine
         try:
-            side.peer = await asyncio.wait_for(asyncio.shield(mine.paired), self.pairing_timeout)
+            async with asyncio.timeout(self.pairing_timeout):
+                side.peer = await asyncio.shield(mine.paired)
             return side.peer
         except TimeoutError:
             return None

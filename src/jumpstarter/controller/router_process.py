@@ -12,6 +12,7 @@ backoff; new streams need the controller anyway (tokens come from `Dial`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -59,11 +60,9 @@ class WatchedLeases:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return f"lease {lease} is not active"
-            changed = self._changed
-            try:
-                await asyncio.wait_for(changed.wait(), remaining)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
         return None
 
     def apply(self, event: Any, router: Router, verifier: StreamTokenVerifier) -> None:

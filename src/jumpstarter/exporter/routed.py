@@ -24,11 +24,6 @@ class RoutedConnections:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def open(self) -> int:
-        """How many routed connections are open."""
-        return len(self._tasks)
-
     def accept(self, endpoint: str, token: str) -> None:
         """Bridge the stream announced for `token` on the router at `endpoint` (in the background)."""
         task = asyncio.ensure_future(self._bridge(endpoint, token))
