@@ -47,6 +47,9 @@ def _tagged(context: grpc.aio.ServicerContext) -> bool:
 
 async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
     """Abort the RPC with the status the one table gives for `exc`."""
+    if isinstance(exc, ClientGone) or _gone(context):  # nobody is left to tell
+        log.debug("call ended by the client going away: %r", exc)
+        return
     code = wire_status.code_for(exc)
     if code in ("UNKNOWN", "INTERNAL"):
         log.warning("driver call failed: %r", exc, exc_info=exc)
@@ -277,7 +280,10 @@ async def pump(stream: Any, request_iterator: Any, context: Any) -> None:
 
     async def write(frame: Any) -> None:
         async with write_lock:  # both directions write to the same call
-            await context.write(frame)
+            try:
+                await context.write(frame)
+            except Exception as exc:  # a write only fails once the call is over
+                raise ClientGone("the client went away") from exc
 
     async def inbound() -> None:
         try:
@@ -315,6 +321,18 @@ async def pump(stream: Any, request_iterator: Any, context: Any) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(inbound)
         tg.start_soon(outbound)
+
+
+class ClientGone(ConnectionResetError):
+    """Writing to the call failed: the client cancelled it or disconnected."""
+
+
+def _gone(context: Any) -> bool:
+    """Whether the call is already over on the peer's side (cancelled or disconnected)."""
+    try:
+        return bool(context.cancelled() or context.done())
+    except Exception:
+        return False
 
 
 def _single(exc: BaseException) -> BaseException:
