@@ -1,32 +1,31 @@
 """Distributed mode for the pytest plugin: lease a device through a controller.
 
-This is the seam to the controller. `lease()` is the one function the plugin (and
-`JumpstarterTest`) call to get a device by client config + label selector; everything after it
-(connecting, log capture, JUnit properties, `env()` inside tests) is shared with the other modes,
-because a lease is handed over as a unix socket path, like `jmp shell` hands one to its child
-(`JUMPSTARTER_HOST`).
-
-The plugin cannot reach a controller in this version, so `lease()` checks what it can (the client
-config exists) and then raises `ControllerUnavailableError`. To implement it: create the lease for
-`request.selector` with `request.duration` through the client config's controller, wait until it
-is ready, serve it on a private unix socket (the client side of leases does this for `jmp shell`)
-and yield a `Lease`; release it when the block exits, also on errors and Ctrl-C. Each
-pytest-xdist worker calls `lease()` on its own (`request.worker`); when fewer devices match than
-there are workers, fail with a message saying so rather than queueing forever.
+`lease()` is the one function the plugin (and `JumpstarterTest`) call to get a device by client
+config + label selector. It requests a lease from the client config's controller, waits until it
+is ready, and serves it on a private unix socket through the router, exactly as `jmp shell -l`
+does; everything after it (connecting, log capture, JUnit properties, `env()` inside tests) is
+shared with the other modes. The lease is released when the block exits, also on test failures,
+errors and Ctrl-C. Each pytest-xdist worker calls `lease()` on its own and so holds a device of
+its own; when fewer devices match than there are workers, it fails at once saying so instead of
+queueing behind its sibling workers until the acquisition timeout.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from jumpstarter.errors import JumpstarterError
+from jumpstarter.errors import ArgumentError, ConfigurationError, JumpstarterError
+
+log = logging.getLogger("jumpstarter.testing.leasing")
 
 
-class ControllerUnavailableError(JumpstarterError):
-    """Distributed mode was asked for, but this version has no controller client."""
+class NotEnoughDevicesError(JumpstarterError):
+    """More pytest-xdist workers want a device than devices match the selector."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +46,8 @@ class LeaseRequest:
     worker: Worker = field(default_factory=Worker)
 
 
-class Lease(Protocol):
+@dataclass(frozen=True, slots=True)
+class Lease:
     """A ready lease, served on a local unix socket for the lifetime of the `lease()` block."""
 
     name: str
@@ -65,17 +65,69 @@ def current_client_alias() -> str:
     return current_client() or "default"
 
 
+def _seconds(duration: str) -> float:
+    from jumpstarter.controller.durations import parse_duration
+
+    try:
+        return parse_duration(duration).total_seconds()
+    except ValueError as exc:
+        raise ArgumentError(f"lease duration {duration!r}: {exc}") from None
+
+
 @contextmanager
 def lease(request: LeaseRequest) -> Iterator[Lease]:
     """Acquire a lease for `request`, yield it while the block runs, release it afterwards."""
+    from anyio.from_thread import start_blocking_portal
+
+    from jumpstarter.client.lease import ControllerSession, LeaseTunnel, serve_lease, wait_ready
     from jumpstarter.config.client import ClientConfig
 
     alias = request.client or current_client_alias()
     config = ClientConfig.load(alias)  # a missing config says so, naming the file
-    raise ControllerUnavailableError(
-        f"distributed mode needs a controller: not available in this version (client {alias!r}, "
-        f"endpoint {config.endpoint or '(none)'}, selector {request.selector or '(any)'}); use a local exporter "
-        "config (--jmp-exporter-config FILE), a direct-mode exporter (--jmp-direct HOST:PORT), "
-        "or run pytest inside `jmp shell`"
-    )
-    yield  # type: ignore[unreachable]  # pragma: no cover - the controller's implementation yields here
+    if not config.endpoint:
+        raise ConfigurationError(f"client config {alias!r} has no controller endpoint; "
+                                 f"create it with `jmp admin create client --save` or `jmp login`")
+    duration = _seconds(request.duration)
+    with start_blocking_portal("asyncio") as portal, tempfile.TemporaryDirectory(prefix="jmp-pytest-") as tmp:
+        session = portal.call(ControllerSession, config)
+        name = ""
+        try:
+            if request.worker.count > 1:
+                portal.call(_check_enough_devices, session, request)
+            created = portal.call(session.create_lease, request.selector, duration)
+            name = created.name.rsplit("/", 1)[-1]
+            log.info("lease %s requested (%s) for %s", name, request.selector or "any exporter",
+                     request.worker.id or "this session")
+            ready = portal.call(wait_ready, session, name, log.info, float(config.leases.acquisition_timeout))
+            labels = portal.call(session.exporter_labels, ready.exporter)
+            socket_path = os.path.join(tmp, "lease.sock")
+            tunnel = LeaseTunnel(session, name, float(config.leases.dial_timeout))
+            with portal.wrap_async_context_manager(serve_lease(tunnel, socket_path)):
+                yield Lease(name, ready.exporter, labels, socket_path, list(config.drivers.allow),
+                            bool(config.drivers.unsafe))
+        finally:
+            # also on KeyboardInterrupt: the portal's loop still runs, so the release goes out
+            if name:
+                try:
+                    portal.call(session.release_lease, name)
+                except Exception as exc:  # an ended lease cannot be released: nothing left to do
+                    log.warning("releasing lease %s failed: %s", name, exc)
+            portal.call(session.close)
+
+
+async def _check_enough_devices(session: object, request: LeaseRequest) -> None:
+    """Fail when fewer exporters match than xdist workers want one each."""
+    from jumpstarter.client.lease import ControllerSession
+    from jumpstarter.protocol.client.v1 import client_pb2
+
+    assert isinstance(session, ControllerSession)
+    listing = client_pb2.ListExportersRequest(parent=f"namespaces/{session.namespace}", filter=request.selector)
+    found = await session.call(session.clients().ListExporters, listing)
+    matching = len(found.exporters)
+    if matching < request.worker.count:
+        raise NotEnoughDevicesError(
+            f"pytest-xdist runs {request.worker.count} workers and each needs a device of its own, but only "
+            f"{matching} exporter{'s' if matching != 1 else ''} match{'es' if matching == 1 else ''} "
+            f"{request.selector or 'the (empty) selector'}; run with -n {max(matching, 1)} or fewer"
+            + (" (or without -n)" if matching <= 1 else "")
+        )

@@ -197,28 +197,27 @@ def test_jumpstarter_test_class(pytester: pytest.Pytester, exporter_yaml: Path, 
     result.stdout.fnmatch_lines(["*no Jumpstarter target configured*lease a device by TestBoard.selector*"])
     # with a client config the class leases by its selector (upstream's fallback, which never ran there)
     jmp = str(Path(sys.executable).parent / "jmp")
-    pytester.run(jmp, "config", "client", "create", "lab", "-e", "ctl.example:443", "-t", "tok", "--nointeractive")
+    pytester.run(jmp, "config", "client", "create", "lab", "-e", "127.0.0.1:1", "-t", "tok", "--nointeractive")
     result = pytester.runpytest()
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines([
         "jumpstarter: cannot use a device leased by the current client with selector board=rpi4 "
-        "(from TestBoard.selector): distributed mode needs a controller: not available in this version*"
+        "(from TestBoard.selector): cannot reach the controller at 127.0.0.1:1*"
     ])
 
 
-def test_distributed_mode_without_a_controller(pytester: pytest.Pytester) -> None:
+def test_distributed_mode_with_an_unreachable_controller(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_device=DEVICE_TESTS)
     result = pytester.runpytest("--jmp-client", "lab", "--jmp-selector", "board=rpi4")
     result.assert_outcomes(passed=1, errors=3)
     result.stdout.fnmatch_lines(["*no client config named 'lab'*"])
     jmp = str(Path(sys.executable).parent / "jmp")
-    pytester.run(jmp, "config", "client", "create", "lab", "-e", "ctl.example:443", "-t", "tok", "--nointeractive")
+    pytester.run(jmp, "config", "client", "create", "lab", "-e", "127.0.0.1:1", "-t", "tok", "--nointeractive")
     result = pytester.runpytest("--jmp-client", "lab", "--jmp-selector", "board=rpi4", "--jmp-selector", "site=x")
     result.assert_outcomes(passed=1, errors=3)
     result.stdout.fnmatch_lines([
         "jumpstarter: cannot use a device leased by client lab with selector board=rpi4,site=x "
-        "(from --jmp-client and --jmp-selector): distributed mode needs a controller: not available in this "
-        "version (client 'lab', endpoint ctl.example:443, selector board=rpi4,site=x); use a local exporter*"
+        "(from --jmp-client and --jmp-selector): cannot reach the controller at 127.0.0.1:1*"
     ])
     assert "Traceback" not in result.stdout.str()
 
