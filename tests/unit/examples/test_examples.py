@@ -73,3 +73,51 @@ def test_ci_examples_run_the_tests_in_a_shell(name: str) -> None:
         assert set(pipeline["jobs"]) == {"local", "direct", "distributed"}
         steps = pipeline["jobs"]["local"]["steps"]
         assert any("jmp shell --exporter-config examples/exporters/power.yaml" in step.get("run", "") for step in steps)
+
+
+def _command_lines(text: str) -> list[list[str]]:
+    """Every `jmp ...` and `pytest ...` invocation in a CI file (comments included), as words."""
+    import re
+    import shlex
+
+    lines = []
+    for raw in text.replace("\\\n", " ").splitlines():
+        line = raw.split("# ", 1)[-1] if raw.lstrip().startswith("#") else raw
+        for match in re.finditer(r"\b(jmp|pytest) [^|;&)>`]*", line):
+            try:
+                words = shlex.split(match.group(0).replace("${{", "X").replace("}}", "X"))
+            except ValueError:
+                words = match.group(0).split()
+            lines.append(words)
+    return lines
+
+
+@pytest.mark.parametrize("name", ["github-actions.yml", "gitlab-ci.yml"])
+def test_ci_example_commands_use_options_that_exist(name: str) -> None:
+    import click
+
+    from jumpstarter.cli.jmp import jmp
+    from jumpstarter.testing.settings import SETTINGS
+
+    pytest_options = {s.flag for s in SETTINGS} | {"-q", "-n", "-o", "--junitxml"}
+    checked = 0
+    for words in _command_lines((EXAMPLES / "ci" / name).read_text()):
+        if words[0] == "pytest":
+            unknown = {w.split("=")[0] for w in words[1:] if w.startswith("-")} - pytest_options
+            assert not unknown, f"{name}: pytest options {unknown} in {' '.join(words)}"
+            continue
+        command: click.Command = jmp
+        ctx = click.Context(jmp)
+        rest = words[1:]
+        while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
+            sub = command.get_command(ctx, rest[0])
+            assert sub is not None, f"{name}: no command {' '.join(words[:words.index(rest[0]) + 1])}"
+            command, rest = sub, rest[1:]
+        known = {opt for param in command.params for opt in [*param.opts, *param.secondary_opts]}
+        for word in rest:
+            if word == "--":
+                break
+            if word.startswith("-"):
+                assert word.split("=")[0] in known, f"{name}: {' '.join(words)}: unknown option {word}"
+        checked += 1
+    assert checked >= 3
