@@ -281,14 +281,16 @@ def test_generated_passphrase_is_kept(direct: Cli) -> None:
         assert again.passphrase == secret
 
 
-def test_insecure_no_auth(direct: Cli) -> None:
-    with direct_exporter(direct, direct.exporter_config(), "--insecure-no-auth", passphrase=None) as running:
+def test_insecure_no_auth_and_motd(direct: Cli) -> None:
+    config = direct.exporter_config(motd="Bench 3: do not unplug")
+    with direct_exporter(direct, config, "--insecure-no-auth", passphrase=None) as running:
         assert "WARNING: --insecure-no-auth" in running.stderr
         assert "authentication: NONE" in running.stderr
         assert running.passphrase is None
         result = direct.jmp("shell", *running.shell_args(), "--", "j", "lamp", "on", "--level", "3")
         assert result.returncode == 0, result.stderr
         assert result.stdout == "on at 3%\n"
+        assert "Bench 3: do not unplug" in result.stderr
 
 
 def test_plain_tcp(direct: Cli) -> None:

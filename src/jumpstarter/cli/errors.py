@@ -24,6 +24,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (errors.LeaseEndedError, 9),
     (errors.ConnectionLostError, 6),
     (ConnectionError, 6),
+    (TimeoutError, 6),  # no answer in time: unreachable as far as the user can tell
     (errors.EnvironmentVariableNotSetError, 2),
     (errors.MissingDriverClientError, 3),
     (FileNotFoundError, 2),

@@ -236,6 +236,9 @@ def _direct_shell(target: Any, name: str, command: tuple[str, ...], exporter_log
             logging.getLogger("exporter").addHandler(handler)
             logging.getLogger("exporter").setLevel(logging.INFO)
             try:
+                motd = exporter_motd(root)
+                if motd:
+                    click.echo(motd, err=True)
                 env = dict(os.environ)
                 env.update(
                     {
@@ -261,6 +264,15 @@ def _direct_shell(target: Any, name: str, command: tuple[str, ...], exporter_log
                 return code
             finally:
                 logging.getLogger("exporter").removeHandler(handler)
+
+
+def exporter_motd(root: Any) -> str:
+    """The exporter's message of the day (with what its beforeLease hook added), from GetReport."""
+    from google.protobuf import empty_pb2
+
+    connection = root.connection
+    report = connection.exporter_stub().GetReport(empty_pb2.Empty(), metadata=connection.metadata(()), timeout=10)
+    return str(report.motd)
 
 
 class _RemoteLogPrinter(logging.Handler):
