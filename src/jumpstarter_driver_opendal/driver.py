@@ -1,6 +1,6 @@
-"""Storage drivers: `Opendal` (files on any OpenDAL backend reachable from the exporter), and the
-file-backed `MockFlasher` / `MockStorageMux` / `MockStorageMuxFlasher` standing in for flashers and
-SD-card muxes.
+"""Storage drivers: `Opendal` (files on any OpenDAL backend reachable from the exporter), and,
+under the type strings upstream gives them, the storage interfaces (`interfaces`) and the
+file-backed `MockFlasher` / `MockStorageMux` / `MockStorageMuxFlasher` (`mock`).
 
 Uploads arrive as resources (decompressed by the exporter when the client sent them compressed)
 and are hashed while written; downloads go through `@exportstream` methods speaking the protocol
@@ -10,133 +10,20 @@ of `jumpstarter_driver_opendal.transfer`.
 from __future__ import annotations
 
 import builtins
-import hashlib
 import os
 import posixpath
 import shutil
-import tempfile
-from abc import ABCMeta, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
-
-import anyio
+from typing import Any, ClassVar
 
 from jumpstarter.driver import Driver, export, exportstream
 from jumpstarter.errors import ConfigurationError
-from jumpstarter_driver_opendal.common import HashAlgo, MuxState, check_partition
-from jumpstarter_driver_opendal.transfer import CHUNK, DownloadStream, file_chunks
-
-
-def _digest(algo: str) -> Any:
-    if algo not in ("md5", "sha256"):
-        raise ValueError(f"unsupported hash algorithm {algo!r}; use sha256 or md5")
-    return hashlib.new(algo)
-
-
-async def _store_resource(driver: Driver, handle: Any, write: Callable[[bytes], Any], threaded: bool) -> dict[str, Any]:
-    """Feed a client resource to `write`, hashing it; returns {"size", "sha256"} of what was written."""
-    digest = hashlib.sha256()
-    size = 0
-
-    def step(chunk: bytes) -> None:
-        write(chunk)
-        digest.update(chunk)
-
-    async with driver.resource(handle) as source:
-        async for chunk in source:
-            if threaded:
-                await anyio.to_thread.run_sync(step, chunk)
-            else:
-                await write(chunk)
-                digest.update(chunk)
-            size += len(chunk)
-    return {"size": size, "sha256": digest.hexdigest()}
-
-
-async def _hash_file(path: Path, algo: str) -> str:
-    digest = _digest(algo)
-    async for chunk in file_chunks(path):
-        await anyio.to_thread.run_sync(digest.update, chunk)
-    return digest.hexdigest()
-
-
-async def _store_file(driver: Driver, handle: Any, path: Path) -> dict[str, Any]:
-    f: BinaryIO = await anyio.to_thread.run_sync(open, path, "wb")
-    try:
-        return await _store_resource(driver, handle, f.write, threaded=True)
-    finally:
-        await anyio.to_thread.run_sync(f.close)
-
-
-async def _open_file(path: Path, missing: str) -> tuple[int, AsyncIterator[bytes]]:
-    try:
-        size = (await anyio.Path(path).stat()).st_size
-    except FileNotFoundError:
-        raise FileNotFoundError(missing) from None
-    return size, file_chunks(path)
-
-
-# ---- interfaces -------------------------------------------------------------------------------
-class FlasherInterface(metaclass=ABCMeta):
-    """A device that is flashed with images, optionally per partition."""
-
-    driver_type: ClassVar[str] = "storage"
-
-    @classmethod
-    def client(cls) -> str:
-        """Dotted path of `FlasherClient`."""
-        return "jumpstarter_driver_opendal.client.FlasherClient"
-
-    @abstractmethod
-    async def flash(self, source: Any, partition: str | None = None) -> dict[str, Any]:
-        """Write the resource `source` to `partition` (None: the whole device)."""
-
-    @abstractmethod
-    def dump_stream(self) -> Any:
-        """Download stream of a partition's content (request: {"partition": name})."""
-
-
-class StorageMuxInterface(metaclass=ABCMeta):
-    """A storage device switched between the exporter host and the DUT (an SD-card mux)."""
-
-    driver_type: ClassVar[str] = "storage"
-
-    @classmethod
-    def client(cls) -> str:
-        """Dotted path of `StorageMuxClient`."""
-        return "jumpstarter_driver_opendal.client.StorageMuxClient"
-
-    @abstractmethod
-    async def host(self) -> None:
-        """Connect the storage to the exporter host."""
-
-    @abstractmethod
-    async def dut(self) -> None:
-        """Connect the storage to the DUT."""
-
-    @abstractmethod
-    async def off(self) -> None:
-        """Disconnect the storage."""
-
-    @abstractmethod
-    async def write(self, src: Any) -> dict[str, Any]:
-        """Write the resource `src` to the storage."""
-
-    @abstractmethod
-    def read_stream(self) -> Any:
-        """Download stream of the storage's content."""
-
-
-class StorageMuxFlasherInterface(StorageMuxInterface):
-    """A storage mux also usable as a flasher (`flash` = host, write, dut)."""
-
-    @classmethod
-    def client(cls) -> str:
-        """Dotted path of `StorageMuxFlasherClient`."""
-        return "jumpstarter_driver_opendal.client.StorageMuxFlasherClient"
+from jumpstarter_driver_opendal.common import HashAlgo
+from jumpstarter_driver_opendal.driver_files import digest_for, store_resource
+from jumpstarter_driver_opendal.interfaces import FlasherInterface, StorageMuxFlasherInterface, StorageMuxInterface
+from jumpstarter_driver_opendal.transfer import CHUNK, DownloadStream
 
 
 # ---- Opendal ------------------------------------------------------------------------------------
@@ -188,7 +75,7 @@ class Opendal(Driver):
         f = await self._operator.open(path, "wb")
         self._created.add(self._normalize(path))
         try:
-            return await _store_resource(self, src, f.write, threaded=False)
+            return await store_resource(self, src, f.write, threaded=False)
         finally:
             await f.close()
 
@@ -244,7 +131,7 @@ class Opendal(Driver):
     @export
     async def hash(self, path: str, algo: HashAlgo = "sha256") -> str:
         """Hex digest of a file's content (sha256 or md5)."""
-        digest = _digest(algo)
+        digest = digest_for(algo)
         async for chunk in self._chunks_checked(path):
             digest.update(chunk)
         return digest.hexdigest()
@@ -338,140 +225,10 @@ class Opendal(Driver):
         self._created.clear()
 
 
-# ---- file-backed stand-ins ----------------------------------------------------------------------
-@dataclass(kw_only=True)
-class MockFlasher(FlasherInterface, Driver):
-    """A flasher whose partitions are files in `directory` (default: a temporary directory removed
-    on close); for trying flashing flows without hardware."""
+# the file-backed stand-ins, under the type strings upstream gives them
+from jumpstarter_driver_opendal.mock import MockFlasher, MockStorageMux, MockStorageMuxFlasher  # noqa: E402
 
-    directory: str | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
-        if self.directory is None:
-            self._tempdir = tempfile.TemporaryDirectory(prefix="jmp-flasher-")
-            self._root = Path(self._tempdir.name)
-        else:
-            self._root = Path(self.directory)
-            if not self._root.is_dir():
-                raise ConfigurationError(f"MockFlasher config directory: {self.directory!r} is not a directory")
-
-    def _partition(self, partition: str | None) -> Path:
-        return self._root / check_partition(partition)
-
-    @export
-    async def flash(self, source: Any, partition: str | None = None) -> dict[str, Any]:
-        """Write the resource `source` to `partition`; returns {"size", "sha256"}."""
-        target = self._partition(partition)
-        self.logger.info("flashing %s", target.name)
-        return await _store_file(self, source, target)
-
-    @export
-    async def hash(self, partition: str | None = None, algo: HashAlgo = "sha256") -> str | None:
-        """Hex digest of a partition's content, None when it was never flashed."""
-        target = self._partition(partition)
-        if not target.exists():
-            return None
-        return await _hash_file(target, algo)
-
-    async def _open_for_download(self, request: dict[str, Any]) -> tuple[int, AsyncIterator[bytes]]:
-        name = check_partition(request.get("partition"))
-        return await _open_file(self._root / name, f"partition {name} has not been flashed")
-
-    @exportstream
-    @asynccontextmanager
-    async def dump_stream(self) -> AsyncIterator[DownloadStream]:
-        """Download stream of a partition (request: {"partition": name or null})."""
-        stream = DownloadStream(self._open_for_download)
-        try:
-            yield stream
-        finally:
-            await stream.aclose()
-
-    def close(self) -> None:
-        """Remove the temporary directory, if one was made."""
-        if self._tempdir is not None:
-            self._tempdir.cleanup()
-
-
-@dataclass(kw_only=True)
-class MockStorageMux(StorageMuxInterface, Driver):
-    """An SD-card mux whose card is the file `path` (default: a temporary file removed on close)."""
-
-    path: str | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._state = MuxState.OFF
-        self._temporary = self.path is None
-        if self.path is None:
-            fd, self.path = tempfile.mkstemp(prefix="jmp-storage-", suffix=".img")
-            os.close(fd)
-        parent = Path(self.path).parent
-        if not parent.is_dir():
-            raise ConfigurationError(f"MockStorageMux config path: directory {str(parent)!r} does not exist")
-        Path(self.path).touch()  # a blank card until something is written
-
-    @property
-    def _file(self) -> Path:
-        assert self.path is not None
-        return Path(self.path)
-
-    def _switch(self, state: MuxState) -> None:
-        self.logger.info("storage connected to %s", state.value)
-        self._state = state
-
-    @export
-    async def host(self) -> None:
-        """Connect the storage to the exporter host."""
-        self._switch(MuxState.HOST)
-
-    @export
-    async def dut(self) -> None:
-        """Connect the storage to the DUT."""
-        self._switch(MuxState.DUT)
-
-    @export
-    async def off(self) -> None:
-        """Disconnect the storage."""
-        self._switch(MuxState.OFF)
-
-    @export
-    def state(self) -> str:
-        """Where the storage is connected: off, host or dut."""
-        return self._state.value
-
-    @export
-    async def write(self, src: Any) -> dict[str, Any]:
-        """Write the resource `src` as the storage's new content; returns {"size", "sha256"}."""
-        return await _store_file(self, src, self._file)
-
-    @export
-    async def hash(self, algo: HashAlgo = "sha256") -> str:
-        """Hex digest of the storage's content."""
-        return await _hash_file(self._file, algo)
-
-    @exportstream
-    @asynccontextmanager
-    async def read_stream(self) -> AsyncIterator[DownloadStream]:
-        """Download stream of the storage's content (request: {})."""
-
-        async def opener(request: dict[str, Any]) -> tuple[int, AsyncIterator[bytes]]:
-            return await _open_file(self._file, f"storage file {self._file} is missing")
-
-        stream = DownloadStream(opener)
-        try:
-            yield stream
-        finally:
-            await stream.aclose()
-
-    def close(self) -> None:
-        """Remove the temporary storage file, if one was made."""
-        if self._temporary:
-            self._file.unlink(missing_ok=True)
-
-
-@dataclass(kw_only=True)
-class MockStorageMuxFlasher(StorageMuxFlasherInterface, MockStorageMux):
-    """`MockStorageMux` with the flasher client (`flash` = host, write, dut)."""
+__all__ = [
+    "FlasherInterface", "MockFlasher", "MockStorageMux", "MockStorageMuxFlasher", "Opendal",
+    "StorageMuxFlasherInterface", "StorageMuxInterface",
+]

@@ -1,9 +1,11 @@
 """`jmp shell` against a controller: lease (or attach to a lease), serve it on a private unix
 socket through the router, run the shell or command with `JUMPSTARTER_HOST` pointing there.
 
-The lease is released at exit only when this shell created it. When the lease ends while the
-command runs (expired, released elsewhere, exporter gone), the command is stopped and the shell
-exits with code 9 and a message saying why.
+The lease is released at exit only when this shell created it. The controller pushes lease changes
+to the shell (an upstream controller is polled): `leases.warn_before` seconds before the end
+(`JMP_LEASE_WARN_BEFORE` overrides it) the shell says `lease NAME expires in 5m`; when the lease
+ends while the command runs (expired, released elsewhere, exporter gone), it says so at once, stops
+the command and exits with code 9 and a message saying why.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class _LeaseEnd:
     """Set once (from any thread) when the lease is gone; stops the running command."""
 
     def __init__(self) -> None:
+        self.name = ""
         self.why: str | None = None
         self.child: subprocess.Popen[bytes] | None = None
         self.expected = False  # we are ending it ourselves (EndSession, release): no news
@@ -41,6 +44,7 @@ class _LeaseEnd:
                 return
             self.why = why
             child = self.child
+        _say(f"lease {self.name} {why}")
         if child is not None and child.poll() is None:
             threading.Thread(target=_stop, args=(child,), daemon=True).start()
 
@@ -103,6 +107,7 @@ def run(
     from jumpstarter.client.lease import ControllerSession
 
     end = _LeaseEnd()
+    warning = warn_before(config)  # a bad JMP_LEASE_WARN_BEFORE fails before anything is leased
     created = lease_name is None
     name = lease_name or ""
     with start_blocking_portal("asyncio") as portal, tempfile.TemporaryDirectory(prefix="jmp-lease-") as tmp:
@@ -112,7 +117,8 @@ def run(
                 lease = portal.call(session.create_lease, selector, duration)
                 name = lease.name.rsplit("/", 1)[-1]
                 _say(f"lease {name} requested")
-            code = _on_lease(portal, session, config, name, created, command, exporter_logs, end, tmp)
+            end.name = name
+            code = _on_lease(portal, session, config, name, created, command, exporter_logs, end, tmp, warning)
         finally:
             if created and name:
                 try:
@@ -127,18 +133,38 @@ def run(
     return code
 
 
+def warn_before(config: Any) -> float | None:
+    """Seconds before a lease's end to warn of it (None: never): `JMP_LEASE_WARN_BEFORE` (a
+    duration like 5m or 90s, 0 for never) or the client config's `leases.warn_before`."""
+    from jumpstarter.controller.durations import parse_duration
+    from jumpstarter.errors import ConfigurationError
+
+    text = os.environ.get("JMP_LEASE_WARN_BEFORE", "").strip()
+    if not text:
+        seconds = float(config.leases.warn_before)
+    elif text == "0":
+        seconds = 0.0
+    else:
+        try:
+            seconds = parse_duration(text).total_seconds()
+        except ValueError as exc:
+            raise ConfigurationError(f"JMP_LEASE_WARN_BEFORE: {exc}") from None
+    return seconds or None
+
+
 def _say(line: str) -> None:
     click.echo(line, err=True)
 
 
 def _on_lease(
     portal: Any, session: Any, config: Any, name: str, created: bool, command: tuple[str, ...],
-    exporter_logs: bool, end: _LeaseEnd, tmp: str,
+    exporter_logs: bool, end: _LeaseEnd, tmp: str, warning: float | None,
 ) -> int:
     """Wait for the lease, serve it on a socket in `tmp`, run the command with it."""
     from jumpstarter.cli.jserver import command_server
     from jumpstarter.client.client import client_from_path
-    from jumpstarter.client.lease import LeaseTunnel, serve_lease, wait_ready, watch_lease
+    from jumpstarter.client.lease import LeaseTunnel, serve_lease, wait_ready
+    from jumpstarter.client.lease_watch import watch_lease
     from jumpstarter.streams.tunnel import TUNNELLED_OPTIONS
 
     ready = portal.call(wait_ready, session, name, _say, float(config.leases.acquisition_timeout))
@@ -148,7 +174,7 @@ def _on_lease(
     tunnel = LeaseTunnel(session, name, float(config.leases.dial_timeout))
     allow, unsafe = list(config.drivers.allow), bool(config.drivers.unsafe)
     options = TUNNELLED_OPTIONS
-    watcher = portal.start_task_soon(watch_lease, session, name, end, _say)
+    watcher = portal.start_task_soon(watch_lease, session, name, end, _say, warning)
     try:
         with (
             _LogPrinter(exporter_logs) as printer,

@@ -38,9 +38,8 @@ log = logging.getLogger("jumpstarter.client.lease")
 
 #: Errors after which dialing again may work (the controller or exporter is briefly away).
 RETRYABLE = (ConnectionLostError, ExporterNotReadyError, TimeoutError)
-#: How often a waiting lease is looked at, and a ready one checked for its end.
+#: How often a waiting lease is looked at.
 PENDING_POLL = 0.2
-WATCH_POLL = 1.0
 
 
 def lease_phase(lease: Any) -> tuple[str, str]:
@@ -180,34 +179,6 @@ async def wait_ready(
         if time.monotonic() > deadline:
             raise ExporterBusyError(f"lease {name} not ready after {patience:g}s: {message}")
         await asyncio.sleep(PENDING_POLL)
-
-
-async def watch_lease(
-    session: ControllerSession, name: str, ended: Callable[[str], None], notice: Callable[[str], None] | None = None
-) -> None:
-    """Call `ended(why)` once lease `name` has ended (a controller that is away is waited for);
-    `notice` hears when its exporter goes offline and comes back meanwhile."""
-    from jumpstarter.protocol.client.v1 import client_pb2
-
-    offline = False
-    while True:
-        await asyncio.sleep(WATCH_POLL)
-        try:
-            lease = await session.get_lease(name)
-            phase, _ = lease_phase(lease)
-            if phase not in ("Ready", "Pending", "Unknown"):
-                ended(ended_message(lease))
-                return
-            if notice is not None and lease.HasField("exporter"):
-                request = client_pb2.GetExporterRequest(name=lease.exporter)
-                online = (await session.call(session.clients().GetExporter, request)).online
-                if online == offline:
-                    offline = not online
-                    exporter = _short(lease.exporter)
-                    notice(f"exporter {exporter} is offline; the lease ends unless it comes back soon"
-                           if offline else f"exporter {exporter} is back")
-        except (ConnectionLostError, TimeoutError):
-            continue
 
 
 @dataclass(eq=False)

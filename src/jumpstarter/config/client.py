@@ -23,11 +23,13 @@ class ShellConfig(ConfigModel):
 
 
 class LeasesConfig(ConfigModel):
-    """`leases`: timeouts, in seconds, for getting and connecting to a lease."""
+    """`leases`: timeouts, in seconds, for getting and connecting to a lease; how long before its
+    end `jmp shell` warns that a lease expires (0: never)."""
 
     acquisition_timeout: int = Field(default=7200, gt=0)
     dial_timeout: int = Field(default=60, gt=0)
     retry_timeout: int = Field(default=300, gt=0)
+    warn_before: int = Field(default=300, ge=0)
 
 
 class ClientConfig(ConfigDocument):

@@ -79,6 +79,10 @@ class Coordinator:
         self.started = clock()
         #: called with a lease whenever it is granted or ends (the router closes its streams)
         self.lease_listeners: list[Callable[[Lease], None]] = []
+        #: called with an identity once it is deleted (the router registry drops a deleted router)
+        self.deletion_listeners: list[Callable[[Identity], None]] = []
+        #: per lease, the events of its watchers (`lease_updates`), set on every change to it
+        self._lease_watchers: dict[Key, set[asyncio.Event]] = {}
         self._changed = asyncio.Event()
         self.presence: dict[Key, Presence] = {}
         self.positions: dict[Key, int] = {}
@@ -114,6 +118,7 @@ class Coordinator:
 
     def delete_identity(self, kind: Kind, namespace: str, name: str) -> None:
         """Delete an identity: its tokens stop working; its leases end; an exporter is cut off."""
+        identity = self.get_identity(kind, namespace, name)
         if not self.store.delete_identity(kind, namespace, name):
             raise NotFoundError(f"{kind.value.lower()} {namespace}/{name} not found")
         for lease in self.store.list_leases(namespace, active_only=True):
@@ -123,6 +128,8 @@ class Coordinator:
             presence = self.presence.pop((namespace, name), None)
             for queue in presence.streams if presence else ():
                 queue.put_nowait(None)  # ends the stream
+        for listener in self.deletion_listeners:
+            listener(identity)
         self._reschedule()
 
     # ---- exporters ----------------------------------------------------------------------------
@@ -142,6 +149,8 @@ class Coordinator:
         key = (namespace, name)
         presence = self.presence.setdefault(key, Presence())
         queue: asyncio.Queue[Assignment | None] = asyncio.Queue()
+        if not presence.streams:
+            self._touch_exporter(key)
         presence.streams.append(queue)
         presence.last_seen = self.clock()
         presence.offline_since = None
@@ -160,6 +169,7 @@ class Coordinator:
                 presence.status, presence.message = ExporterStatus.OFFLINE, "connection lost"
                 presence.offline_since = self.clock()
                 log.info("exporter %s/%s offline", namespace, name)
+                self._touch_exporter(key)
                 self.notify_changed()
                 self._wake.set()  # its lease ends after the grace period
 
@@ -256,6 +266,7 @@ class Coordinator:
             if lease.effective_begin is not None:
                 lease.effective_end = lease.effective_begin + duration
             self.store.put_lease(lease)
+            self._touch_lease(lease.key)
         self._reschedule()
         return lease
 
@@ -325,6 +336,7 @@ class Coordinator:
                 lease.phase, lease.message = LeasePhase.UNSATISFIABLE, reason
                 self.store.put_lease(lease)
                 self.positions.pop(key, None)
+                self._touch_lease(key)
             for lease, exporter in plan.assignments:
                 lease.phase, lease.exporter = LeasePhase.READY, exporter.name
                 lease.effective_begin = now
@@ -342,11 +354,49 @@ class Coordinator:
         self.notify_changed()
 
     def _tell(self, lease: Lease) -> None:
+        self._touch_lease(lease.key)
         for listener in self.lease_listeners:
             try:
                 listener(lease)
             except Exception:
                 log.exception("lease listener failed")
+
+    # ---- lease watching -----------------------------------------------------------------------
+    async def lease_updates(
+        self, client: Identity | None, namespace: str, name: str
+    ) -> AsyncIterator[tuple[Lease, bool]]:
+        """A lease with whether its exporter is online: now, then after every change to it or to
+        its exporter's connection, until it has ended (pushed: nothing polls)."""
+        self.get_lease(client, namespace, name)
+        key = (namespace, name)
+        changed = asyncio.Event()
+        watchers = self._lease_watchers.setdefault(key, set())
+        watchers.add(changed)
+        try:
+            while True:
+                changed.clear()  # before reading: a change from now on wakes us again
+                lease = self.get_lease(client, namespace, name)
+                presence = self.presence.get((namespace, lease.exporter)) if lease.exporter else None
+                yield lease, presence is not None and presence.online
+                if not lease.active:
+                    return
+                await changed.wait()
+        finally:
+            watchers.discard(changed)
+            if not watchers:
+                self._lease_watchers.pop(key, None)
+
+    def _touch_lease(self, key: Key) -> None:
+        for changed in self._lease_watchers.get(key, ()):
+            changed.set()
+
+    def _touch_exporter(self, key: Key) -> None:
+        """Wake the watchers of the leases an exporter holds (it came or went)."""
+        if not self._lease_watchers:
+            return
+        for lease in self.store.list_leases(key[0], active_only=True):
+            if lease.exporter == key[1]:
+                self._touch_lease(lease.key)
 
     def notify_changed(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()

@@ -21,12 +21,13 @@ from jumpstarter.controller.admin_service import AdminServicer
 from jumpstarter.controller.auth import TokenAuthority
 from jumpstarter.controller.coordinator import OFFLINE_GRACE, Coordinator
 from jumpstarter.controller.dial import Dialer
+from jumpstarter.controller.lease_watch import LeaseWatchServicer
 from jumpstarter.controller.model import DEFAULT_NAMESPACE, Identity, Kind, Lease
 from jumpstarter.controller.routers import RouterRegistry, RouterRegistryServicer
 from jumpstarter.controller.service import Authenticator, ClientServicer, ControllerServicer
 from jumpstarter.controller.store.sqlite import SqliteStore
 from jumpstarter.direct.tls import ServerIdentity, generate_self_signed
-from jumpstarter.protocol.admin.v1 import admin_pb2_grpc, routers_pb2_grpc
+from jumpstarter.protocol.admin.v1 import admin_pb2_grpc, leases_pb2_grpc, routers_pb2_grpc
 from jumpstarter.protocol.client.v1 import client_pb2_grpc
 from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc
 
@@ -172,6 +173,7 @@ async def serve(settings: ControllerSettings, announce: Callable[[str], None] = 
             ControllerServicer(coordinator, auth, dialer), server
         )
         client_pb2_grpc.add_ClientServiceServicer_to_server(ClientServicer(coordinator, auth), server)
+        leases_pb2_grpc.add_LeaseWatchServiceServicer_to_server(LeaseWatchServicer(coordinator, auth), server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(coordinator, auth), server)
         credentials = grpc.ssl_server_credentials([(identity.key_pem, identity.cert_pem)])
         port = server.add_secure_port(settings.address, credentials)
