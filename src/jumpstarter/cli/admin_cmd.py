@@ -14,6 +14,10 @@ from jumpstarter.cli.errors import friendly
 from jumpstarter.cli.output import OUTPUT_OPTION, print_items
 
 KINDS = click.Choice(["client", "exporter", "router", "clients", "exporters", "routers"])
+OIDC_USERNAME = click.option(
+    "--oidc-username", default=None, metavar="PREFIX:USER",
+    help="OIDC user (issuer prefix included, e.g. dex:alice) whose tokens also act as this identity.",
+)
 
 
 def admin_credential_option(func: Any) -> Any:
@@ -123,12 +127,14 @@ def _existing_saved_exporter(name: str) -> Any:
 
 
 def _create(kind: str, name: str, namespace: str, label: tuple[str, ...], credential: Path,
-            save: bool, out: Path | None, unsafe: bool = False) -> None:
+            save: bool, out: Path | None, unsafe: bool = False, oidc_username: str | None = None) -> None:
     from jumpstarter.protocol.admin.v1 import admin_pb2
 
     with _connect(credential) as conn:
         stub = conn.admin_stub()
-        request = admin_pb2.CreateIdentityRequest(ref=_ref(kind, namespace, name), labels=_labels(label))
+        request = admin_pb2.CreateIdentityRequest(
+            ref=_ref(kind, namespace, name), labels=_labels(label), username=oidc_username or ""
+        )
         issued = conn.call(stub.CreateIdentity, request)
     click.echo(f"created {kind} {namespace}/{name}", err=True)
     _emit(kind, issued, credential, save, out, unsafe)
@@ -139,26 +145,28 @@ def _create(kind: str, name: str, namespace: str, label: tuple[str, ...], creden
 @namespace_option
 @click.option("-l", "--label", multiple=True, metavar="KEY=VALUE", help="Label (repeatable).")
 @click.option("--unsafe", is_flag=True, help="Let the client load any driver client class.")
+@OIDC_USERNAME
 @_save_options
 @admin_credential_option
 @friendly
-def create_client(name: str, namespace: str, label: tuple[str, ...], unsafe: bool, save: bool, out: Path | None,
-                  admin_credential: Path) -> None:
+def create_client(name: str, namespace: str, label: tuple[str, ...], unsafe: bool, oidc_username: str | None,
+                  save: bool, out: Path | None, admin_credential: Path) -> None:
     """Create client NAME and print its config (or --save / --out it)."""
-    _create("client", name, namespace, label, admin_credential, save, out, unsafe)
+    _create("client", name, namespace, label, admin_credential, save, out, unsafe, oidc_username)
 
 
 @create.command("exporter")
 @click.argument("name")
 @namespace_option
 @click.option("-l", "--label", multiple=True, metavar="KEY=VALUE", help="Label leases select on (repeatable).")
+@OIDC_USERNAME
 @_save_options
 @admin_credential_option
 @friendly
-def create_exporter(name: str, namespace: str, label: tuple[str, ...], save: bool, out: Path | None,
-                    admin_credential: Path) -> None:
+def create_exporter(name: str, namespace: str, label: tuple[str, ...], oidc_username: str | None, save: bool,
+                    out: Path | None, admin_credential: Path) -> None:
     """Create exporter NAME and print its config (or --save / --out it; add drivers under `export:`)."""
-    _create("exporter", name, namespace, label, admin_credential, save, out)
+    _create("exporter", name, namespace, label, admin_credential, save, out, oidc_username=oidc_username)
 
 
 @create.command("router")
@@ -195,7 +203,7 @@ def get(kind: str, name: str | None, namespace: str, output: str | None, admin_c
             found = list(conn.call(stub.ListIdentities, request).identities)
     items = [
         {
-            "name": i.name, "namespace": i.namespace,
+            "name": i.name, "namespace": i.namespace, "username": i.username or None,
             "labels": ",".join(f"{k}={v}" for k, v in sorted({**i.reported_labels, **i.labels}.items())),
             "created": i.created.ToDatetime().isoformat(timespec="seconds") + "Z",
         }

@@ -30,9 +30,11 @@ def controller() -> None:
               help="Route client connections in this process too (--no-router: only attached routers).")
 @click.option("--offline-grace", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
               help="How long a leased exporter may be disconnected before its lease ends.")
+@click.option("--auth-config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="OIDC issuers whose tokens are accepted too (`authentication.jwt[]`).")
 @friendly
 def run(address: str, data_dir: Path, tls_cert: Path | None, tls_key: Path | None, endpoint: str | None,
-        router: bool, offline_grace: float) -> None:
+        router: bool, offline_grace: float, auth_config: Path | None) -> None:
     """Run a controller until SIGINT/SIGTERM (state is kept in --data-dir across restarts)."""
     import asyncio
 
@@ -41,7 +43,8 @@ def run(address: str, data_dir: Path, tls_cert: Path | None, tls_key: Path | Non
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("give both --tls-cert and --tls-key, or neither")
     settings = ControllerSettings(address=address, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
-                                  endpoint=endpoint, router=router, offline_grace=offline_grace)
+                                  endpoint=endpoint, router=router, offline_grace=offline_grace,
+                                  auth_config=auth_config)
     asyncio.run(serve(settings, announce=lambda line: print(line, file=sys.stderr, flush=True)))
 
 

@@ -17,6 +17,8 @@ COMMANDS = {
     "create": ("jumpstarter.cli.leases_cmd:create", "Create a lease on the controller."),
     "update": ("jumpstarter.cli.leases_cmd:update", "Change a lease on the controller."),
     "delete": ("jumpstarter.cli.leases_cmd:delete", "Release leases on the controller."),
+    "login": ("jumpstarter.cli.login_cmd:login", "Log in to a controller (OIDC) and write the client config."),
+    "auth": ("jumpstarter.cli.auth_cmd:auth", "Show and renew the tokens of client configs."),
     "version": ("jumpstarter.cli.version:version", "Print the Jumpstarter version."),
     "completion": ("jumpstarter.cli.completion:completion", "Print a shell completion script."),
 }

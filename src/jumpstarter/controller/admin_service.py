@@ -28,7 +28,7 @@ def identity_message(identity: Identity) -> admin_pb2.Identity:
     return admin_pb2.Identity(
         kind=identity.kind.value, namespace=identity.namespace, name=identity.name, labels=identity.labels,
         created=timestamp(identity.created), reported_labels=identity.reported_labels,
-        token_generation=identity.token_generation,
+        token_generation=identity.token_generation, username=identity.username or "",
     )
 
 
@@ -47,7 +47,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def CreateIdentity(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         self.auth(context, Kind.ADMIN)
         ref = request.ref
-        identity = self.coordinator.create_identity(_kind(ref.kind), ref.namespace, ref.name, dict(request.labels))
+        identity = self.coordinator.create_identity(
+            _kind(ref.kind), ref.namespace, ref.name, dict(request.labels), request.username or None
+        )
         return self._token(identity)
 
     @unary

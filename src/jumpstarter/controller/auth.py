@@ -12,10 +12,11 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 from jumpstarter.controller.model import Identity, Kind
 from jumpstarter.controller.store.base import SigningKey, Store
-from jumpstarter.errors import UnauthenticatedError
+from jumpstarter.errors import AlreadyExistsError, ArgumentError, UnauthenticatedError
 
 ISSUER = "https://jumpstarter.dev/controller"
 AUDIENCE = "jumpstarter"
@@ -38,18 +39,42 @@ def subject(kind: Kind, namespace: str, name: str) -> str:
     return f"{kind.value}:{namespace}:{name}"
 
 
+def check_username(kind: Kind, username: str, holder: Identity | None) -> None:
+    """Refuse an OIDC username an identity of `kind` cannot take (`holder`: who has it already)."""
+    if kind not in (Kind.CLIENT, Kind.EXPORTER):
+        raise ArgumentError("only clients and exporters can have an OIDC username")
+    if not username or username != username.strip():
+        raise ArgumentError(f"invalid OIDC username {username!r}")
+    if holder is not None:
+        owner = f"{holder.kind.value.lower()} {holder.namespace}/{holder.name}"
+        raise AlreadyExistsError(f"OIDC username {username!r} already belongs to {owner}")
+
+
 def _parse_subject(sub: str) -> tuple[Kind, str, str]:
     kind, namespace, name = sub.split(":", 2)
     return Kind(kind), namespace, name
 
 
-class TokenAuthority:
-    """Issues and verifies identity tokens with keys kept in the store."""
+class ExternalIssuers(Protocol):
+    """Verifies tokens of issuers other than the controller (OIDC: `jumpstarter.controller.oidc`)."""
 
-    def __init__(self, store: Store, issuer: str = ISSUER, audience: str = AUDIENCE) -> None:
+    def verify(self, token: str) -> Principal:
+        """The principal of the token; `UnauthenticatedError` saying why not."""
+        ...
+
+
+class TokenAuthority:
+    """Issues and verifies identity tokens with keys kept in the store.
+
+    Tokens whose `iss` is not the controller's go to `external` when there is one."""
+
+    def __init__(
+        self, store: Store, issuer: str = ISSUER, audience: str = AUDIENCE, external: ExternalIssuers | None = None
+    ) -> None:
         self.store = store
         self.issuer = issuer
         self.audience = audience
+        self.external = external
         self._keys: dict[str, SigningKey] = {}
         self._public: dict[str, object] = {}
         self._reload()
@@ -136,6 +161,8 @@ class TokenAuthority:
         """The principal a token stands for; raises `UnauthenticatedError` with the reason."""
         import jwt
 
+        if self.external is not None and self._foreign(token):
+            return self.external.verify(token)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -167,6 +194,17 @@ class TokenAuthority:
                 f"unauthenticated: token of {kind.value.lower()} {namespace}/{name} was rotated; use the new one"
             )
         return Principal(kind, namespace, name)
+
+
+    def _foreign(self, token: str) -> bool:
+        """Whether the (unverified) `iss` of a token names another issuer than this one."""
+        import jwt
+
+        try:
+            iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError:
+            return False  # malformed: the checks below say so
+        return iss != self.issuer
 
 
 def bearer(metadata: object) -> str:

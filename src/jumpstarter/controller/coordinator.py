@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from jumpstarter.controller import leasing
+from jumpstarter.controller.auth import check_username
 from jumpstarter.controller.model import DEFAULT_NAMESPACE, EndReason, Identity, Kind, Lease, LeasePhase
 from jumpstarter.controller.selectors import parse_selector
 from jumpstarter.controller.store.base import Store
@@ -91,13 +92,18 @@ class Coordinator:
         self._wake = asyncio.Event()
 
     # ---- identities ---------------------------------------------------------------------------
-    def create_identity(self, kind: Kind, namespace: str, name: str, labels: dict[str, str]) -> Identity:
-        """A new client or exporter; AlreadyExistsError when the name is taken."""
+    def create_identity(
+        self, kind: Kind, namespace: str, name: str, labels: dict[str, str], username: str | None = None
+    ) -> Identity:
+        """A new client or exporter (acting, when `username` is given, for that OIDC user too);
+        AlreadyExistsError when the name or the username is taken."""
         if not name or "/" in name or ":" in name:
             raise ArgumentError(f"invalid name {name!r}")
         if self.store.get_identity(kind, namespace, name) is not None:
             raise AlreadyExistsError(f"{kind.value.lower()} {namespace}/{name} already exists")
-        identity = Identity(kind, namespace, name, labels=dict(labels), created=self.clock())
+        if username is not None:
+            check_username(kind, username, self.store.identity_by_username(username))
+        identity = Identity(kind, namespace, name, labels=dict(labels), created=self.clock(), username=username)
         self.store.put_identity(identity)
         self._reschedule()
         return identity

@@ -37,6 +37,8 @@ class Identity:
     #: Labels an exporter reported when it registered (the administrator's labels win).
     reported_labels: dict[str, str] = field(default_factory=dict)
     enabled: bool = True
+    #: The user an OIDC token must name (after its issuer's prefix) to act as this identity.
+    username: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:

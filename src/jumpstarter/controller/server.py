@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -23,6 +24,7 @@ from jumpstarter.controller.coordinator import OFFLINE_GRACE, Coordinator
 from jumpstarter.controller.dial import Dialer
 from jumpstarter.controller.lease_watch import LeaseWatchServicer
 from jumpstarter.controller.model import DEFAULT_NAMESPACE, Identity, Kind, Lease
+from jumpstarter.controller.oidc import OidcIssuers, load_auth_config
 from jumpstarter.controller.routers import RouterRegistry, RouterRegistryServicer
 from jumpstarter.controller.service import Authenticator, ClientServicer, ControllerServicer
 from jumpstarter.controller.store.sqlite import SqliteStore
@@ -59,6 +61,7 @@ class ControllerSettings:
     endpoint: str | None = None  # advertised in credentials; default: the bound address
     router: bool = True  # serve RouterService here (the built-in router)
     offline_grace: float = OFFLINE_GRACE  # seconds a leased exporter may be offline before its lease ends
+    auth_config: Path | None = None  # OIDC issuers accepted besides the controller's own
 
 
 def tls_identity(settings: ControllerSettings) -> ServerIdentity:
@@ -113,6 +116,21 @@ def write_admin_credential(
     return path
 
 
+class OidcKeysInterceptor(grpc.aio.ServerInterceptor):
+    """Before a call is handled, fetch (in a worker thread) the OIDC keys its token needs, so that
+    verification, which only reads the cache, never blocks the event loop nor fails a first token."""
+
+    def __init__(self, issuers: OidcIssuers) -> None:
+        self.issuers = issuers
+
+    async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        """Prepare the keys, then hand the call on."""
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == "authorization":
+                await self.issuers.prepare(str(value).partition(" ")[2].strip())
+        return await continuation(handler_call_details)
+
+
 def advertised(settings: ControllerSettings, port: int) -> str:
     """The endpoint written into credentials and configs."""
     if settings.endpoint:
@@ -159,14 +177,18 @@ async def serve(settings: ControllerSettings, announce: Callable[[str], None] = 
         from jumpstarter.errors import ConfigurationError
 
         raise ConfigurationError("the controller needs PyJWT: pip install 'jumpstarter[controller]'") from None
+    auth_config = load_auth_config(settings.auth_config) if settings.auth_config is not None else None
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = SqliteStore.in_directory(settings.data_dir)
     try:
         authority = TokenAuthority(store)
+        oidc = OidcIssuers.from_config(auth_config, store) if auth_config is not None else None
+        authority.external = oidc
         identity = tls_identity(settings)
         coordinator = Coordinator(store, offline_grace=settings.offline_grace)
         auth = Authenticator(authority)
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        interceptors = [OidcKeysInterceptor(oidc)] if oidc is not None else []
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         registry = routing(settings, server, coordinator, auth, identity)
         dialer = Dialer(coordinator, authority, registry)
         jumpstarter_pb2_grpc.add_ControllerServiceServicer_to_server(
@@ -189,6 +211,9 @@ async def serve(settings: ControllerSettings, announce: Callable[[str], None] = 
         if settings.router:
             announce(f"router: built in, at {endpoint}")
         announce(f"admin credential: {credential}")
+        if oidc is not None:
+            announce(f"OIDC issuers: {', '.join(oidc.issuers) or 'none'}")
+        prefetch = asyncio.create_task(oidc.prefetch()) if oidc is not None else None
         scheduler = asyncio.create_task(coordinator.run())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -203,5 +228,7 @@ async def serve(settings: ControllerSettings, announce: Callable[[str], None] = 
             await server.stop(grace=1.0)
             scheduler.cancel()
             await asyncio.gather(scheduler, return_exceptions=True)
+            if prefetch is not None:
+                prefetch.cancel()
     finally:
         store.close()

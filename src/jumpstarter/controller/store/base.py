@@ -33,6 +33,10 @@ class Store(Protocol):
         """One identity, or None."""
         ...
 
+    def identity_by_username(self, username: str) -> Identity | None:
+        """The identity an OIDC username maps to, or None (usernames are unique)."""
+        ...
+
     def delete_identity(self, kind: Kind, namespace: str, name: str) -> bool:
         """Delete an identity; False when there was none."""
         ...

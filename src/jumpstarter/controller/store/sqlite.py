@@ -17,7 +17,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS identities (
     kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
     labels TEXT NOT NULL, reported_labels TEXT NOT NULL, token_generation INTEGER NOT NULL,
-    created REAL NOT NULL, enabled INTEGER NOT NULL,
+    created REAL NOT NULL, enabled INTEGER NOT NULL, username TEXT,
     PRIMARY KEY (kind, namespace, name)
 );
 CREATE TABLE IF NOT EXISTS leases (
@@ -56,6 +56,13 @@ class SqliteStore:
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path} was written by a newer controller (schema {version})")
         self._db.executescript(_SCHEMA)
+        identity_columns = {row["name"] for row in self._db.execute("PRAGMA table_info(identities)")}
+        if "username" not in identity_columns:  # written before identities had an OIDC username
+            self._db.execute("ALTER TABLE identities ADD COLUMN username TEXT")
+        self._db.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS identities_by_username ON identities (username)"
+            " WHERE username IS NOT NULL"
+        )
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.path.chmod(0o600)
 
@@ -72,11 +79,12 @@ class SqliteStore:
     def put_identity(self, identity: Identity) -> None:
         """Create or replace an identity."""
         self._write(
-            "INSERT OR REPLACE INTO identities VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO identities (kind, namespace, name, labels, reported_labels, token_generation,"
+            " created, enabled, username) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 identity.kind.value, identity.namespace, identity.name, json.dumps(identity.labels),
                 json.dumps(identity.reported_labels), identity.token_generation, identity.created,
-                int(identity.enabled),
+                int(identity.enabled), identity.username,
             ),
         )
 
@@ -85,6 +93,11 @@ class SqliteStore:
         row = self._db.execute(
             "SELECT * FROM identities WHERE kind=? AND namespace=? AND name=?", (kind.value, namespace, name)
         ).fetchone()
+        return _identity(row) if row is not None else None
+
+    def identity_by_username(self, username: str) -> Identity | None:
+        """The identity an OIDC username maps to, or None (usernames are unique)."""
+        row = self._db.execute("SELECT * FROM identities WHERE username=?", (username,)).fetchone()
         return _identity(row) if row is not None else None
 
     def delete_identity(self, kind: Kind, namespace: str, name: str) -> bool:
@@ -187,7 +200,7 @@ def _identity(row: sqlite3.Row) -> Identity:
     return Identity(
         kind=Kind(row["kind"]), namespace=row["namespace"], name=row["name"], labels=json.loads(row["labels"]),
         reported_labels=json.loads(row["reported_labels"]), token_generation=row["token_generation"],
-        created=row["created"], enabled=bool(row["enabled"]),
+        created=row["created"], enabled=bool(row["enabled"]), username=row["username"],
     )
 
 

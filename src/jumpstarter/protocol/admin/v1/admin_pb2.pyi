@@ -21,7 +21,7 @@ class IdentityRef(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Identity(_message.Message):
-    __slots__ = ("kind", "namespace", "name", "labels", "created", "reported_labels", "token_generation")
+    __slots__ = ("kind", "namespace", "name", "labels", "created", "reported_labels", "token_generation", "username")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class Identity(_message.Message):
     CREATED_FIELD_NUMBER: _ClassVar[int]
     REPORTED_LABELS_FIELD_NUMBER: _ClassVar[int]
     TOKEN_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
     kind: str
     namespace: str
     name: str
@@ -50,10 +51,11 @@ class Identity(_message.Message):
     created: _timestamp_pb2.Timestamp
     reported_labels: _containers.ScalarMap[str, str]
     token_generation: int
-    def __init__(self, kind: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reported_labels: _Optional[_Mapping[str, str]] = ..., token_generation: _Optional[int] = ...) -> None: ...
+    username: str
+    def __init__(self, kind: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reported_labels: _Optional[_Mapping[str, str]] = ..., token_generation: _Optional[int] = ..., username: _Optional[str] = ...) -> None: ...
 
 class CreateIdentityRequest(_message.Message):
-    __slots__ = ("ref", "labels")
+    __slots__ = ("ref", "labels", "username")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -63,9 +65,11 @@ class CreateIdentityRequest(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     REF_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
     ref: IdentityRef
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, ref: _Optional[_Union[IdentityRef, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    username: str
+    def __init__(self, ref: _Optional[_Union[IdentityRef, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., username: _Optional[str] = ...) -> None: ...
 
 class IdentityToken(_message.Message):
     __slots__ = ("identity", "token", "expiry")
