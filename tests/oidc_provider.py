@@ -83,7 +83,8 @@ class OidcProvider:
         now = int(time.time())
         body = {
             "iss": self.url, "sub": f"CgV{user}EgVsb2NhbA", "aud": aud, "iat": now, "exp": now + int(lifetime),
-            "preferred_username": user, "email": f"{user}@example.com", "email_verified": True, **claims,
+            "preferred_username": user, "email": f"{user}@example.com", "email_verified": True,
+            "jti": uuid.uuid4().hex, **claims,
         }
         signer = key or self.keys[kid or self.kid]
         return jwt.encode(body, signer, algorithm="RS256", headers={"kid": kid or self.kid})
