@@ -13,7 +13,7 @@ import click
 from jumpstarter.cli.errors import friendly
 from jumpstarter.cli.output import OUTPUT_OPTION, print_items
 
-KINDS = click.Choice(["client", "exporter", "router", "clients", "exporters", "routers"])
+KINDS = click.Choice(["client", "exporter", "router", "policy", "clients", "exporters", "routers", "policies"])
 OIDC_USERNAME = click.option(
     "--oidc-username", default=None, metavar="PREFIX:USER",
     help="OIDC user (issuer prefix included, e.g. dex:alice) whose tokens also act as this identity.",
@@ -191,9 +191,13 @@ def create_router(name: str, namespace: str, label: tuple[str, ...], out: Path |
 @admin_credential_option
 @friendly
 def get(kind: str, name: str | None, namespace: str, output: str | None, admin_credential: Path) -> None:
-    """Show clients, exporters or routers (all of the namespace, or NAME)."""
+    """Show clients, exporters, routers or access policies (all of the namespace, or NAME)."""
     from jumpstarter.protocol.admin.v1 import admin_pb2
 
+    if kind.startswith("polic"):
+        from jumpstarter.cli.admin_policy import get_policies
+
+        return get_policies(name, namespace, output, admin_credential)
     with _connect(admin_credential) as conn:
         stub = conn.admin_stub()
         if name:
@@ -219,7 +223,12 @@ def get(kind: str, name: str | None, namespace: str, output: str | None, admin_c
 @admin_credential_option
 @friendly
 def delete(kind: str, name: str, namespace: str, admin_credential: Path) -> None:
-    """Delete a client, exporter or router: its tokens stop working at once and its leases end."""
+    """Delete a client, exporter or router (its tokens stop working at once and its leases end),
+    or an access policy."""
+    if kind.startswith("polic"):
+        from jumpstarter.cli.admin_policy import delete_policy
+
+        return delete_policy(name, namespace, admin_credential)
     with _connect(admin_credential) as conn:
         conn.call(conn.admin_stub().DeleteIdentity, _ref(kind, namespace, name))
     click.echo(f"deleted {kind.rstrip('s')} {namespace}/{name}")
@@ -242,3 +251,12 @@ def rotate_client(name: str, namespace: str, save: bool, out: Path | None, admin
         issued = conn.call(conn.admin_stub().RotateToken, _ref("client", namespace, name))
     click.echo(f"rotated the token of client {namespace}/{name}", err=True)
     _emit("client", issued, admin_credential, save, out)
+
+
+def _register_policy_commands() -> None:
+    from jumpstarter.cli.admin_policy import create_policy
+
+    create.add_command(admin_credential_option(create_policy))
+
+
+_register_policy_commands()

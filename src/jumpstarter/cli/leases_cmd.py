@@ -4,6 +4,7 @@ a client's view of the controller (upstream's `jumpstarter.client.v1` API)."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,7 @@ def lease_item(lease: Any) -> dict[str, Any]:
         "phase": phase,
         "message": message,
         "duration": lease.duration.ToTimedelta().total_seconds() if lease.HasField("duration") else None,
+        "begin_time": _time(lease.begin_time) if lease.HasField("begin_time") else None,
         "begin": _time(lease.effective_begin_time) if lease.HasField("effective_begin_time") else None,
         "expires": _time(lease.effective_end_time) if lease.HasField("effective_end_time") else None,
     }
@@ -178,11 +180,60 @@ def _duration(text: str) -> float:
         raise click.BadParameter(str(exc), param_hint="--duration") from None
 
 
+def parse_begin_time(text: str, now: datetime) -> datetime:
+    """A begin time: ISO 8601 with a timezone (`2026-05-01T09:00:00Z`, `...+02:00`), without one
+    (local time), or relative to `now` (`+10m`, `+1h30m`). Raises ValueError saying what is accepted."""
+    from datetime import timedelta
+
+    from jumpstarter.controller.durations import parse_duration
+
+    value = text.strip()
+    if value.startswith("+"):
+        try:
+            return now + parse_duration(value[1:])
+        except ValueError:
+            raise ValueError(f"invalid relative begin time {text!r}: use +DURATION, e.g. +10m or +1h30m") from None
+    try:
+        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
+    except ValueError:
+        raise ValueError(
+            f"invalid begin time {text!r}: use ISO 8601 like 2026-05-01T09:00:00Z, 2026-05-01T11:00+02:00, "
+            "2026-05-01 09:00 (local time) or a relative +10m"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.astimezone()  # local time
+    if parsed - now > timedelta(days=366):
+        raise ValueError(f"begin time {text!r} is more than a year ahead")
+    return parsed
+
+
+def _begin_time(text: str | None) -> Any:
+    """`--begin-time` as a protobuf Timestamp (None when not given)."""
+    if text is None:
+        return None
+    from google.protobuf import timestamp_pb2
+
+    try:
+        when = parse_begin_time(text, datetime.now(UTC))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--begin-time") from None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(when.astimezone(UTC))
+    return ts
+
+
+BEGIN_TIME_HELP = (
+    "Start at this time: ISO 8601 (2026-05-01T09:00:00Z, 2026-05-01T11:00+02:00, or without a zone: local time) "
+    "or relative (+10m). A time in the past means now."
+)
+
+
 @create.command("lease")
 @client_options
 @click.option("-l", "--selector", multiple=True, help="Label selector (repeatable, joined with ',').")
 @click.option("-n", "--name", "exporter_name", default=None, help="Lease this exporter by name.")
 @click.option("--duration", required=True, help="30m, 1h30m, 1d3h, PT1H30M, 01:30:00 or seconds.")
+@click.option("--begin-time", default=None, metavar="TIME", help=BEGIN_TIME_HELP)
 @click.option("--lease-id", default="", help="Name of the lease (default: generated).")
 @click.option("--tag", multiple=True, metavar="KEY=VALUE", help="Tag (repeatable).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the lease is ready.")
@@ -190,9 +241,12 @@ def _duration(text: str) -> float:
 @OUTPUT_OPTION
 @friendly
 def create_lease(client: str | None, client_config: Path | None, selector: tuple[str, ...],
-                 exporter_name: str | None, duration: str, lease_id: str, tag: tuple[str, ...], wait: bool,
-                 acquisition_timeout: float, output: str | None) -> None:
-    """Request a lease; by default wait (showing the queue position) until an exporter is assigned."""
+                 exporter_name: str | None, duration: str, begin_time: str | None, lease_id: str,
+                 tag: tuple[str, ...], wait: bool, acquisition_timeout: float, output: str | None) -> None:
+    """Request a lease; by default wait (showing the queue position) until an exporter is assigned.
+
+    With --begin-time the lease waits for that time, then gets an exporter (its duration counts
+    from when it does); --acquisition-timeout then counts from the begin time."""
     from jumpstarter.errors import ExporterBusyError
     from jumpstarter.protocol.client.v1 import client_pb2
 
@@ -202,6 +256,9 @@ def create_lease(client: str | None, client_config: Path | None, selector: tuple
     spec = client_pb2.Lease(selector=",".join(selector), duration=duration_pb(_duration(duration)), tags=tags)
     if exporter_name:
         spec.exporter_name = exporter_name
+    begin = _begin_time(begin_time)
+    if begin is not None:
+        spec.begin_time.CopyFrom(begin)
     conn, namespace = _connect(client, client_config)
     with conn:
         stub = conn.client_stub()
@@ -209,7 +266,8 @@ def create_lease(client: str | None, client_config: Path | None, selector: tuple
             parent=f"namespaces/{namespace}", lease_id=lease_id, lease=spec))
         phase, message = lease_phase(lease)
         shown = ""
-        deadline = time.monotonic() + acquisition_timeout
+        until_begin = max(0.0, begin.ToNanoseconds() / 1e9 - time.time()) if begin is not None else 0.0
+        deadline = time.monotonic() + until_begin + acquisition_timeout
         while wait and phase == "Pending":
             if message != shown:
                 click.echo(f"lease {_short(lease.name)}: waiting, {message}", err=True)
@@ -241,22 +299,71 @@ def update() -> None:
 @update.command("lease")
 @client_options
 @click.argument("name")
-@click.option("--duration", required=True, help="New total duration (30m, 1h30m, PT1H, ...).")
+@click.option("--duration", default=None,
+              help="New total duration (30m, 1h30m, PT1H, ...), counted from when the lease began.")
+@click.option("--begin-time", default=None, metavar="TIME", help="New begin time (only before the lease starts; "
+              "ISO 8601 or relative +10m).")
+@click.option("--to-client", default=None, metavar="CLIENT",
+              help="Transfer the lease to this client of the same namespace.")
 @OUTPUT_OPTION
 @friendly
-def update_lease(client: str | None, client_config: Path | None, name: str, duration: str,
-                 output: str | None) -> None:
-    """Change the duration of lease NAME."""
+def update_lease(client: str | None, client_config: Path | None, name: str, duration: str | None,
+                 begin_time: str | None, to_client: str | None, output: str | None) -> None:
+    """Change the duration or begin time of lease NAME, or hand it to another client.
+
+    A new duration counts from when the lease began: the old and new end times are printed, and a
+    duration that is already over ends the lease at once (Expired). Only the lease's owner may
+    change it; after a transfer the old owner can no longer use it."""
     from google.protobuf import field_mask_pb2
 
     from jumpstarter.protocol.client.v1 import client_pb2
 
+    if duration is None and begin_time is None and to_client is None:
+        raise click.UsageError("give --duration, --begin-time and/or --to-client")
+    seconds = _duration(duration) if duration is not None else None
+    begin = _begin_time(begin_time)  # bad input is refused before anything is sent
     conn, namespace = _connect(client, client_config)
+    spec = client_pb2.Lease(name=f"namespaces/{namespace}/leases/{name}")
+    paths = []
+    if seconds is not None:
+        spec.duration.CopyFrom(duration_pb(seconds))
+        paths.append("duration")
+    if begin is not None:
+        spec.begin_time.CopyFrom(begin)
+        paths.append("begin_time")
+    if to_client is not None:
+        spec.client = to_client if "/" in to_client else f"namespaces/{namespace}/clients/{to_client}"
+        paths.append("client")
     with conn:
-        spec = client_pb2.Lease(name=f"namespaces/{namespace}/leases/{name}", duration=duration_pb(_duration(duration)))
-        request = client_pb2.UpdateLeaseRequest(lease=spec, update_mask=field_mask_pb2.FieldMask(paths=["duration"]))
-        lease = conn.call(conn.client_stub().UpdateLease, request)
+        stub = conn.client_stub()
+        before = conn.call(stub.GetLease, client_pb2.GetLeaseRequest(name=spec.name)) if duration else None
+        request = client_pb2.UpdateLeaseRequest(lease=spec, update_mask=field_mask_pb2.FieldMask(paths=paths))
+        lease = conn.call(stub.UpdateLease, request)
+    if before is not None:
+        click.echo(f"lease {name}: {_end_change(before, lease)}", err=True)
+    if to_client is not None:
+        click.echo(f"lease {name} now belongs to client {_short(lease.client)}", err=True)
     _print_leases([lease], output)
+
+
+def _end_change(before: Any, after: Any) -> str:
+    """How a lease's end time moved, e.g. `ends 10:30:00Z instead of 11:00:00Z (30m earlier)`."""
+    from jumpstarter.controller.durations import format_duration
+
+    if not before.HasField("effective_end_time") or not after.HasField("effective_end_time"):
+        old = format_duration(before.duration.ToTimedelta())
+        new = format_duration(after.duration.ToTimedelta())
+        return f"duration {new} instead of {old} (it has not started)"
+    old_end, new_end = before.effective_end_time.ToDatetime(), after.effective_end_time.ToDatetime()
+    was = _time(before.effective_end_time)
+    if lease_phase(after)[0] == "Ended":
+        return f"ended at once: the new duration was already over (it was to end {was})"
+    now = _time(after.effective_end_time)
+    if new_end == old_end:
+        return f"end time unchanged ({now})"
+    delta = format_duration(abs(new_end - old_end))
+    change = f"extended by {delta}" if new_end > old_end else f"shortened by {delta}"
+    return f"now ends {now} instead of {was} ({change})"
 
 
 @click.group(cls=LazyGroup, aliases={"l": "leases", "lease": "leases"})

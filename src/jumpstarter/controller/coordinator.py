@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 from jumpstarter.controller import leasing
 from jumpstarter.controller.auth import check_username
-from jumpstarter.controller.model import DEFAULT_NAMESPACE, EndReason, Identity, Kind, Lease, LeasePhase
+from jumpstarter.controller.model import DEFAULT_NAMESPACE, EndReason, Identity, Kind, Lease, LeasePhase, Policy
 from jumpstarter.controller.selectors import parse_selector
 from jumpstarter.controller.store.base import Store
 from jumpstarter.errors import AlreadyExistsError, ArgumentError, NotFoundError, PermissionDeniedError
@@ -229,6 +230,7 @@ class Coordinator:
     ) -> Lease:
         """Record a lease request and schedule at once (a free exporter is granted before this returns)."""
         name = name or str(uuid.uuid4())
+        begin_time = self._begin_time(begin_time)
         if self.store.get_lease(client.namespace, name) is not None:
             raise AlreadyExistsError(f"lease {client.namespace}/{name} already exists")
         self._seq += 1
@@ -260,21 +262,52 @@ class Coordinator:
             if client is None or lease.client == client
         ]
 
-    def update_lease(self, client: Identity | None, namespace: str, name: str, duration: float | None) -> Lease:
-        """Change a lease's duration (an active lease keeps its begin time)."""
+    def update_lease(
+        self, client: Identity | None, namespace: str, name: str, duration: float | None = None, *,
+        begin_time: float | None = None, owner: str | None = None,
+    ) -> Lease:
+        """Change a lease: its duration (an active lease keeps its begin time, so its end moves and
+        a duration already over ends it as Expired), its begin time (only before it starts) and its
+        owner (`owner`, a client of the same namespace). Only the owner (`client`) or an
+        administrator (`client` None) may; the access policies must allow the changed lease."""
         lease = self.get_lease(client, namespace, name)
         if not lease.active:
             raise ArgumentError(f"lease {namespace}/{name} has ended ({lease.reason or lease.phase.value})")
+        holder = client if client is not None else self.get_identity(Kind.CLIENT, namespace, lease.client)
+        if owner is not None and owner != lease.client:
+            holder = self.get_identity(Kind.CLIENT, namespace, owner)
+            lease.client = owner
         if duration is not None:
-            if duration <= 0:
+            if not math.isfinite(duration) or duration <= 0:
                 raise ArgumentError("the duration must be longer than zero")
             lease.duration = duration
-            if lease.effective_begin is not None:
-                lease.effective_end = lease.effective_begin + duration
-            self.store.put_lease(lease)
-            self._touch_lease(lease.key)
+            if lease.effective_begin is not None:  # already over: it ends (expires) now
+                lease.effective_end = max(lease.effective_begin + duration, self.clock())
+        if begin_time is not None:
+            if lease.phase is not LeasePhase.PENDING:
+                raise ArgumentError(
+                    f"lease {namespace}/{name} has already started; only a lease that has not started "
+                    "can change its begin time"
+                )
+            lease.begin_time = self._begin_time(begin_time)
+        refusal = leasing.hold_refusal(lease, holder, self._views(self.store.list_leases(active_only=True)),
+                                       self.store.list_policies(namespace))
+        if refusal is not None:
+            raise PermissionDeniedError(refusal)
+        self.store.put_lease(lease)
+        self._touch_lease(lease.key)
+        if owner is not None:
+            log.info("lease %s/%s now belongs to client %s", namespace, name, lease.client)
         self._reschedule()
-        return lease
+        return self.store.get_lease(namespace, name) or lease
+
+    def _begin_time(self, begin_time: float | None) -> float | None:
+        """A requested begin time: None (now) when it has passed already."""
+        if begin_time is None:
+            return None
+        if not math.isfinite(begin_time):
+            raise ArgumentError(f"invalid begin time {begin_time!r}")
+        return begin_time if begin_time > self.clock() else None
 
     def release_lease(self, client: Identity | None, namespace: str, name: str) -> Lease:
         """End a lease on the client's request."""
@@ -283,6 +316,38 @@ class Coordinator:
             self._end(lease, EndReason.RELEASED, "released by the client")
             self._reschedule()
         return lease
+
+    # ---- access policies ----------------------------------------------------------------------
+    def put_policy(self, policy: Policy, replace: bool = False) -> Policy:
+        """Create (or with `replace`, create or replace) an access policy; waiting leases are
+        judged by it at once."""
+        problem = leasing.policy_problem(policy)
+        if problem is not None:
+            raise ArgumentError(f"policy {policy.namespace}/{policy.name}: {problem}")
+        if not replace and self.get_policy(policy.namespace, policy.name, missing_ok=True) is not None:
+            raise AlreadyExistsError(f"policy {policy.namespace}/{policy.name} already exists")
+        self.store.put_policy(policy)
+        log.info("access policy %s/%s saved", policy.namespace, policy.name)
+        self._reschedule()
+        return policy
+
+    def get_policy(self, namespace: str, name: str, missing_ok: bool = False) -> Policy | None:
+        """An access policy; NotFoundError (or None with `missing_ok`) when there is none."""
+        for policy in self.store.list_policies(namespace):
+            if policy.name == name:
+                return policy
+        if missing_ok:
+            return None
+        raise NotFoundError(f"policy {namespace}/{name} not found")
+
+    def delete_policy(self, namespace: str, name: str) -> Policy:
+        """Delete an access policy; waiting leases are judged without it at once."""
+        policy = self.get_policy(namespace, name)
+        assert policy is not None
+        self.store.delete_policy(namespace, name)
+        log.info("access policy %s/%s deleted", namespace, name)
+        self._reschedule()
+        return policy
 
     # ---- scheduling ---------------------------------------------------------------------------
     def _assignment_of(self, key: Key) -> Assignment:

@@ -15,8 +15,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as replaced
+from datetime import timedelta
 from functools import lru_cache
 
+from jumpstarter.controller.durations import format_duration
 from jumpstarter.controller.model import Identity, Lease, LeasePhase, Policy
 from jumpstarter.controller.selectors import Selector, parse_selector
 from jumpstarter.exporter.status import ExporterStatus
@@ -61,29 +64,61 @@ class Plan:
     unsatisfiable: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
-def policy_allows(
-    policies: Iterable[Policy], client: Identity, exporter: ExporterView, duration: float
-) -> bool:
-    """Whether `client` may lease `exporter` for `duration` seconds.
-
-    Clients never reach exporters of another namespace. Within a namespace with no policy that
-    selects the exporter, everyone may; otherwise some selecting policy must admit the client
-    (by name or label) with a maximum duration of at least `duration`."""
-    if client.namespace != exporter.namespace:
-        return False
+def _admitting(policies: Iterable[Policy], client: Identity, exporter: ExporterView) -> list[Policy] | None:
+    """Policies selecting `exporter` that admit `client` (ignoring durations); None when no policy
+    selects the exporter at all (then everyone of its namespace may lease it)."""
     applying = [
         p for p in policies
         if p.namespace == exporter.namespace and selector(p.exporter_selector).matches(exporter.labels)
     ]
     if not applying:
-        return True
-    for p in applying:
-        admitted = client.name in p.clients or (
+        return None
+    return [
+        p for p in applying
+        if client.name in p.clients or (
             p.client_selector is not None and selector(p.client_selector).matches(client.labels)
         )
-        if admitted and (p.maximum_duration is None or duration <= p.maximum_duration):
-            return True
-    return False
+    ]
+
+
+def admission(policies: Iterable[Policy], client: Identity, exporter: ExporterView, duration: float) -> int | None:
+    """The priority with which `client` may lease `exporter` for `duration` seconds, or None when
+    it may not.
+
+    Clients never reach exporters of another namespace. Within a namespace with no policy that
+    selects the exporter, everyone may (priority 0); otherwise some selecting policy must admit the
+    client (by name or label) with a maximum duration of at least `duration`; the highest priority
+    of those counts."""
+    if client.namespace != exporter.namespace:
+        return None
+    admitting = _admitting(policies, client, exporter)
+    if admitting is None:
+        return 0
+    fitting = [p.priority for p in admitting if p.maximum_duration is None or duration <= p.maximum_duration]
+    return max(fitting, default=None)
+
+
+def policy_allows(
+    policies: Iterable[Policy], client: Identity, exporter: ExporterView, duration: float
+) -> bool:
+    """Whether `client` may lease `exporter` for `duration` seconds (see `admission`)."""
+    return admission(policies, client, exporter, duration) is not None
+
+
+def access_denial(
+    policies: Sequence[Policy], client: Identity, exporters: Sequence[ExporterView], duration: float
+) -> str:
+    """Why `client` may lease none of `exporters` (which match its request) for `duration` seconds."""
+    longest: float = 0.0
+    for e in exporters:
+        admitting = _admitting(policies, client, e) if e.namespace == client.namespace else []
+        for p in admitting or ():
+            longest = max(longest, float("inf") if p.maximum_duration is None else p.maximum_duration)
+    if 0 < longest < float("inf"):
+        allowed = format_duration(timedelta(seconds=longest))
+        asked = format_duration(timedelta(seconds=duration))
+        return f"no access for that long: an access policy limits these leases to {allowed} (asked for {asked})"
+    return f"no access: no access policy admits client {client.name!r} to the matching exporters"
 
 
 def candidates(
@@ -120,8 +155,31 @@ def validate(lease: Lease) -> str | None:
     return None
 
 
-def unsatisfiable_reason(lease: Lease, found: Sequence[ExporterView], known: Sequence[ExporterView]) -> str | None:
-    """Why nothing can ever satisfy `lease`, given its candidates among all known exporters."""
+def policy_problem(policy: Policy) -> str | None:
+    """What is wrong with an access policy, or None."""
+    if not policy.name or "/" in policy.name or ":" in policy.name:
+        return f"invalid name {policy.name!r}"
+    for what, text in (("exporter selector", policy.exporter_selector), ("client selector", policy.client_selector)):
+        try:
+            parsed = selector(text or "")
+        except ValueError as exc:
+            return f"{what}: {exc}"
+        if parsed.contradictory():
+            return f"{what} {text!r} contradicts itself: it can never match"
+    bad = [c for c in policy.clients if not c or "/" in c or ":" in c]
+    if bad:
+        return f"invalid client name {bad[0]!r} (give names of clients of namespace {policy.namespace})"
+    if policy.maximum_duration is not None and not 0 < policy.maximum_duration < float("inf"):
+        return "the maximum duration must be longer than zero"
+    return None
+
+
+def unsatisfiable_reason(
+    lease: Lease, found: Sequence[ExporterView], known: Sequence[ExporterView],
+    policies: Sequence[Policy] = (), client: Identity | None = None,
+) -> str | None:
+    """Why nothing can ever satisfy `lease`, given its candidates among all known exporters (and
+    the policies and client the candidates were chosen with, to explain a denial)."""
     if found:
         enabled = [e for e in found if e.enabled]
         return None if enabled else "every matching exporter is disabled"
@@ -131,11 +189,35 @@ def unsatisfiable_reason(lease: Lease, found: Sequence[ExporterView], known: Seq
             return f"no exporter named {lease.exporter_name!r}"
         if not selector(lease.selector).matches(pinned[0].labels):
             return f"exporter {lease.exporter_name!r} does not match selector {lease.selector!r}"
+        if client is not None:
+            return access_denial(policies, client, pinned, lease.duration)
         return f"no access to exporter {lease.exporter_name!r}"
     matching = [e for e in known if e.namespace == lease.namespace and selector(lease.selector).matches(e.labels)]
     if matching:
+        if client is not None:
+            return access_denial(policies, client, matching, lease.duration)
         return "no access to any exporter matching the selector"
     return f"no exporter matches selector {lease.selector!r}"
+
+
+def hold_refusal(
+    lease: Lease, owner: Identity, exporters: Sequence[ExporterView], policies: Sequence[Policy]
+) -> str | None:
+    """Why client `owner` may not hold `lease` as it is (after a change of owner or duration), or
+    None: the owner must be of the lease's namespace and allowed by the access policies to hold its
+    exporter for its duration (a pending lease: one of the exporters that could serve it)."""
+    if owner.namespace != lease.namespace:
+        return f"client {owner.namespace}/{owner.name} is not in namespace {lease.namespace}"
+    if lease.phase is LeasePhase.READY and lease.exporter:
+        held = [e for e in exporters if (e.namespace, e.name) == (lease.namespace, lease.exporter)]
+        if held and not policy_allows(policies, owner, held[0], lease.duration):
+            return f"client {owner.name!r} may not hold exporter {lease.exporter!r}: " + access_denial(
+                policies, owner, held, lease.duration
+            )
+        return None
+    moved = replaced(lease, client=owner.name)
+    reason = unsatisfiable_reason(moved, candidates(moved, exporters, policies, owner), exporters, policies, owner)
+    return None if reason is None else f"client {owner.name!r} could never get this lease: {reason}"
 
 
 def fair_order(pending: Iterable[Lease]) -> list[Lease]:
@@ -164,8 +246,9 @@ def schedule(
     ]
     options: dict[tuple[str, str], list[ExporterView]] = {}
     for lease in due:
-        found = candidates(lease, exporters, policies, clients.get((lease.namespace, lease.client)))
-        reason = unsatisfiable_reason(lease, found, exporters)
+        client = clients.get((lease.namespace, lease.client))
+        found = candidates(lease, exporters, policies, client)
+        reason = unsatisfiable_reason(lease, found, exporters, policies, client)
         if reason is not None:
             plan.unsatisfiable[lease.key] = reason
             continue
@@ -182,7 +265,10 @@ def schedule(
         if not free:
             waiting.append(lease)
             continue
-        chosen = min(free, key=lambda e: (demand[(e.namespace, e.name)], e.name))
+        client = clients[(lease.namespace, lease.client)]  # known: it has candidates
+        chosen = min(free, key=lambda e: (
+            -(admission(policies, client, e, lease.duration) or 0), demand[(e.namespace, e.name)], e.name
+        ))
         taken.add((chosen.namespace, chosen.name))
         plan.assignments.append((lease, chosen))
     wanted = {lease.key: {(e.namespace, e.name) for e in options[lease.key]} for lease in waiting}

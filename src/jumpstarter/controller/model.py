@@ -114,3 +114,5 @@ class Policy:
     clients: tuple[str, ...] = ()
     client_selector: str | None = None
     maximum_duration: float | None = None
+    #: among exporters a client may lease, ones whose admitting policy has a higher priority go first
+    priority: int = 0

@@ -99,7 +99,10 @@ def lease_conditions(lease: Lease, position: int | None) -> list[kubernetes_pb2.
     when = lease.effective_begin or lease.created
     match lease.phase:
         case LeasePhase.PENDING:
-            message = f"position {position} in queue" if position else "waiting for its begin time"
+            if position:
+                message = f"position {position} in queue"
+            else:
+                message = "waiting for its begin time" if lease.begin_time is not None else "waiting for an exporter"
             return [condition("Pending", True, "Queued", message, lease.created),
                     condition("Ready", False, "Pending", message, lease.created)]
         case LeasePhase.READY:
@@ -317,6 +320,11 @@ def _legacy_selector(text: str) -> kubernetes_pb2.LabelSelector:
 
 # ---- client.v1 ClientService ------------------------------------------------------------------
 
+#: UpdateLease mask paths we accept (snake_case and JSON names) -> the field they change.
+UPDATE_PATHS = {
+    "duration": "duration", "begin_time": "begin_time", "beginTime": "begin_time", "client": "client",
+}
+
 class ClientServicer(client_pb2_grpc.ClientServiceServicer):
     """Clients list exporters and create, inspect, change and release leases here."""
 
@@ -329,6 +337,15 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         if namespace is not None and namespace != who.namespace:
             raise errors.PermissionDeniedError(f"client {who.namespace}/{who.name} cannot use namespace {namespace}")
         return who, self.coordinator.get_identity(Kind.CLIENT, who.namespace, who.name)
+
+    def _owner_or_admin(self, context: grpc.aio.ServicerContext, name: str) -> tuple[str, str, Identity | None]:
+        """(namespace, lease name, calling client) for a call on lease `name`: a client may only
+        reach its own namespace; an administrator (client None) any."""
+        who = self.auth(context, Kind.CLIENT, Kind.ADMIN)
+        namespace, lease_name = parse_name(name, "leases", who)
+        if who.kind is Kind.ADMIN:
+            return namespace, lease_name, None
+        return namespace, lease_name, self._caller(context, namespace)[1]
 
     def _lease(self, lease: Lease) -> client_pb2.Lease:
         return lease_message(lease, self.coordinator.positions.get(lease.key))
@@ -350,9 +367,7 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
 
     @unary
     async def GetLease(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        who = self.auth(context, Kind.CLIENT)
-        namespace, name = parse_name(request.name, "leases", who)
-        _, client = self._caller(context, namespace)
+        namespace, name, client = self._owner_or_admin(context, request.name)
         return self._lease(self.coordinator.get_lease(client, namespace, name))
 
     @unary
@@ -386,15 +401,39 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
 
     @unary
     async def UpdateLease(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        who = self.auth(context, Kind.CLIENT)
-        namespace, name = parse_name(request.lease.name, "leases", who)
-        _, client = self._caller(context, namespace)
-        paths = set(request.update_mask.paths) if request.HasField("update_mask") else {"duration"}
-        unsupported = paths - {"duration"}
+        """Change duration, begin time or owner (`update_mask` paths `duration`, `begin_time`,
+        `client`; without a mask, the fields that are set)."""
+        namespace, name, client = self._owner_or_admin(context, request.lease.name)
+        spec = request.lease
+        if request.HasField("update_mask"):
+            paths = {UPDATE_PATHS.get(path, path) for path in request.update_mask.paths}
+        else:
+            paths = {path for path in ("duration", "begin_time") if spec.HasField(path)} | (
+                {"client"} if spec.client else set()
+            )
+        unsupported = paths - set(UPDATE_PATHS.values())
         if unsupported:
-            raise NotImplementedError(f"updating {', '.join(sorted(unsupported))} is not supported yet")
-        seconds = request.lease.duration.ToNanoseconds() / 1e9 if request.lease.HasField("duration") else None
-        return self._lease(self.coordinator.update_lease(client, namespace, name, seconds))
+            raise NotImplementedError(f"updating {', '.join(sorted(unsupported))} of a lease is not supported")
+        changes: dict[str, Any] = {}
+        if "duration" in paths:
+            if not spec.HasField("duration"):
+                raise errors.ArgumentError("the update mask names duration but the lease has none")
+            changes["duration"] = spec.duration.ToNanoseconds() / 1e9
+        if "begin_time" in paths:
+            if not spec.HasField("begin_time"):
+                raise errors.ArgumentError("the update mask names begin_time but the lease has none")
+            changes["begin_time"] = spec.begin_time.ToNanoseconds() / 1e9
+        if "client" in paths:
+            if not spec.client:
+                raise errors.ArgumentError("the update mask names client but the lease has none")
+            # a bare client name means one of the lease's namespace
+            owner_namespace, owner = parse_name(spec.client, "clients", Principal(Kind.CLIENT, namespace, ""))
+            if owner_namespace != namespace:
+                raise errors.PermissionDeniedError(
+                    f"lease {namespace}/{name} can only move to a client of namespace {namespace}"
+                )
+            changes["owner"] = owner
+        return self._lease(self.coordinator.update_lease(client, namespace, name, **changes))
 
     @unary
     async def DeleteLease(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS leases (
 CREATE INDEX IF NOT EXISTS leases_by_phase ON leases (phase);
 CREATE TABLE IF NOT EXISTS policies (
     namespace TEXT NOT NULL, name TEXT NOT NULL, exporter_selector TEXT NOT NULL, clients TEXT NOT NULL,
-    client_selector TEXT, maximum_duration REAL,
+    client_selector TEXT, maximum_duration REAL, priority INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (namespace, name)
 );
 CREATE TABLE IF NOT EXISTS signing_keys (
@@ -56,6 +56,9 @@ class SqliteStore:
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path} was written by a newer controller (schema {version})")
         self._db.executescript(_SCHEMA)
+        policy_columns = {row["name"] for row in self._db.execute("PRAGMA table_info(policies)")}
+        if "priority" not in policy_columns:  # written before policies had a priority
+            self._db.execute("ALTER TABLE policies ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
         identity_columns = {row["name"] for row in self._db.execute("PRAGMA table_info(identities)")}
         if "username" not in identity_columns:  # written before identities had an OIDC username
             self._db.execute("ALTER TABLE identities ADD COLUMN username TEXT")
@@ -149,10 +152,11 @@ class SqliteStore:
     def put_policy(self, policy: Policy) -> None:
         """Create or replace an access policy."""
         self._write(
-            "INSERT OR REPLACE INTO policies VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO policies (namespace, name, exporter_selector, clients, client_selector,"
+            " maximum_duration, priority) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 policy.namespace, policy.name, policy.exporter_selector, json.dumps(list(policy.clients)),
-                policy.client_selector, policy.maximum_duration,
+                policy.client_selector, policy.maximum_duration, policy.priority,
             ),
         )
 
@@ -170,7 +174,7 @@ class SqliteStore:
             Policy(
                 namespace=row["namespace"], name=row["name"], exporter_selector=row["exporter_selector"],
                 clients=tuple(json.loads(row["clients"])), client_selector=row["client_selector"],
-                maximum_duration=row["maximum_duration"],
+                maximum_duration=row["maximum_duration"], priority=row["priority"],
             )
             for row in rows
         ]

@@ -23,10 +23,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n jumpstarter/admin/v1/admin.proto\x12\x14jumpstarter.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"<\n\x0bIdentityRef\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x81\x03\n\x08Identity\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12:\n\x06labels\x18\x04 \x03(\x0b\x32*.jumpstarter.admin.v1.Identity.LabelsEntry\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0freported_labels\x18\x06 \x03(\x0b\x32\x32.jumpstarter.admin.v1.Identity.ReportedLabelsEntry\x12\x18\n\x10token_generation\x18\x07 \x01(\x04\x12\x10\n\x08username\x18\x08 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13ReportedLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd1\x01\n\x15\x43reateIdentityRequest\x12.\n\x03ref\x18\x01 \x01(\x0b\x32!.jumpstarter.admin.v1.IdentityRef\x12G\n\x06labels\x18\x02 \x03(\x0b\x32\x37.jumpstarter.admin.v1.CreateIdentityRequest.LabelsEntry\x12\x10\n\x08username\x18\x03 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"|\n\rIdentityToken\x12\x30\n\x08identity\x18\x01 \x01(\x0b\x32\x1e.jumpstarter.admin.v1.Identity\x12\r\n\x05token\x18\x02 \x01(\t\x12*\n\x06\x65xpiry\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x15ListIdentitiesRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\"L\n\x16ListIdentitiesResponse\x12\x32\n\nidentities\x18\x01 \x03(\x0b\x32\x1e.jumpstarter.admin.v1.Identity2\xb3\x04\n\x0c\x41\x64minService\x12\x62\n\x0e\x43reateIdentity\x12+.jumpstarter.admin.v1.CreateIdentityRequest\x1a#.jumpstarter.admin.v1.IdentityToken\x12P\n\x0bGetIdentity\x12!.jumpstarter.admin.v1.IdentityRef\x1a\x1e.jumpstarter.admin.v1.Identity\x12k\n\x0eListIdentities\x12+.jumpstarter.admin.v1.ListIdentitiesRequest\x1a,.jumpstarter.admin.v1.ListIdentitiesResponse\x12S\n\x0e\x44\x65leteIdentity\x12!.jumpstarter.admin.v1.IdentityRef\x1a\x1e.jumpstarter.admin.v1.Identity\x12T\n\nIssueToken\x12!.jumpstarter.admin.v1.IdentityRef\x1a#.jumpstarter.admin.v1.IdentityToken\x12U\n\x0bRotateToken\x12!.jumpstarter.admin.v1.IdentityRef\x1a#.jumpstarter.admin.v1.IdentityTokenb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n jumpstarter/admin/v1/admin.proto\x12\x14jumpstarter.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"<\n\x0bIdentityRef\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x81\x03\n\x08Identity\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12:\n\x06labels\x18\x04 \x03(\x0b\x32*.jumpstarter.admin.v1.Identity.LabelsEntry\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12K\n\x0freported_labels\x18\x06 \x03(\x0b\x32\x32.jumpstarter.admin.v1.Identity.ReportedLabelsEntry\x12\x18\n\x10token_generation\x18\x07 \x01(\x04\x12\x10\n\x08username\x18\x08 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13ReportedLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd1\x01\n\x15\x43reateIdentityRequest\x12.\n\x03ref\x18\x01 \x01(\x0b\x32!.jumpstarter.admin.v1.IdentityRef\x12G\n\x06labels\x18\x02 \x03(\x0b\x32\x37.jumpstarter.admin.v1.CreateIdentityRequest.LabelsEntry\x12\x10\n\x08username\x18\x03 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"|\n\rIdentityToken\x12\x30\n\x08identity\x18\x01 \x01(\x0b\x32\x1e.jumpstarter.admin.v1.Identity\x12\r\n\x05token\x18\x02 \x01(\t\x12*\n\x06\x65xpiry\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x15ListIdentitiesRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\"L\n\x16ListIdentitiesResponse\x12\x32\n\nidentities\x18\x01 \x03(\x0b\x32\x1e.jumpstarter.admin.v1.Identity\"\xce\x01\n\x06Policy\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11\x65xporter_selector\x18\x03 \x01(\t\x12\x0f\n\x07\x63lients\x18\x04 \x03(\t\x12\x1c\n\x0f\x63lient_selector\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x33\n\x10maximum_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08priority\x18\x07 \x01(\x05\x42\x12\n\x10_client_selector\",\n\tPolicyRef\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"T\n\x13\x43reatePolicyRequest\x12,\n\x06policy\x18\x01 \x01(\x0b\x32\x1c.jumpstarter.admin.v1.Policy\x12\x0f\n\x07replace\x18\x02 \x01(\x08\"(\n\x13ListPoliciesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\"F\n\x14ListPoliciesResponse\x12.\n\x08policies\x18\x01 \x03(\x0b\x32\x1c.jumpstarter.admin.v1.Policy2\x8e\x07\n\x0c\x41\x64minService\x12\x62\n\x0e\x43reateIdentity\x12+.jumpstarter.admin.v1.CreateIdentityRequest\x1a#.jumpstarter.admin.v1.IdentityToken\x12P\n\x0bGetIdentity\x12!.jumpstarter.admin.v1.IdentityRef\x1a\x1e.jumpstarter.admin.v1.Identity\x12k\n\x0eListIdentities\x12+.jumpstarter.admin.v1.ListIdentitiesRequest\x1a,.jumpstarter.admin.v1.ListIdentitiesResponse\x12S\n\x0e\x44\x65leteIdentity\x12!.jumpstarter.admin.v1.IdentityRef\x1a\x1e.jumpstarter.admin.v1.Identity\x12T\n\nIssueToken\x12!.jumpstarter.admin.v1.IdentityRef\x1a#.jumpstarter.admin.v1.IdentityToken\x12U\n\x0bRotateToken\x12!.jumpstarter.admin.v1.IdentityRef\x1a#.jumpstarter.admin.v1.IdentityToken\x12W\n\x0c\x43reatePolicy\x12).jumpstarter.admin.v1.CreatePolicyRequest\x1a\x1c.jumpstarter.admin.v1.Policy\x12J\n\tGetPolicy\x12\x1f.jumpstarter.admin.v1.PolicyRef\x1a\x1c.jumpstarter.admin.v1.Policy\x12\x65\n\x0cListPolicies\x12).jumpstarter.admin.v1.ListPoliciesRequest\x1a*.jumpstarter.admin.v1.ListPoliciesResponse\x12M\n\x0c\x44\x65letePolicy\x12\x1f.jumpstarter.admin.v1.PolicyRef\x1a\x1c.jumpstarter.admin.v1.Policyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,24 +40,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IDENTITY_REPORTEDLABELSENTRY']._serialized_options = b'8\001'
   _globals['_CREATEIDENTITYREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_CREATEIDENTITYREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_IDENTITYREF']._serialized_start=91
-  _globals['_IDENTITYREF']._serialized_end=151
-  _globals['_IDENTITY']._serialized_start=154
-  _globals['_IDENTITY']._serialized_end=539
-  _globals['_IDENTITY_LABELSENTRY']._serialized_start=439
-  _globals['_IDENTITY_LABELSENTRY']._serialized_end=484
-  _globals['_IDENTITY_REPORTEDLABELSENTRY']._serialized_start=486
-  _globals['_IDENTITY_REPORTEDLABELSENTRY']._serialized_end=539
-  _globals['_CREATEIDENTITYREQUEST']._serialized_start=542
-  _globals['_CREATEIDENTITYREQUEST']._serialized_end=751
-  _globals['_CREATEIDENTITYREQUEST_LABELSENTRY']._serialized_start=439
-  _globals['_CREATEIDENTITYREQUEST_LABELSENTRY']._serialized_end=484
-  _globals['_IDENTITYTOKEN']._serialized_start=753
-  _globals['_IDENTITYTOKEN']._serialized_end=877
-  _globals['_LISTIDENTITIESREQUEST']._serialized_start=879
-  _globals['_LISTIDENTITIESREQUEST']._serialized_end=935
-  _globals['_LISTIDENTITIESRESPONSE']._serialized_start=937
-  _globals['_LISTIDENTITIESRESPONSE']._serialized_end=1013
-  _globals['_ADMINSERVICE']._serialized_start=1016
-  _globals['_ADMINSERVICE']._serialized_end=1579
+  _globals['_IDENTITYREF']._serialized_start=123
+  _globals['_IDENTITYREF']._serialized_end=183
+  _globals['_IDENTITY']._serialized_start=186
+  _globals['_IDENTITY']._serialized_end=571
+  _globals['_IDENTITY_LABELSENTRY']._serialized_start=471
+  _globals['_IDENTITY_LABELSENTRY']._serialized_end=516
+  _globals['_IDENTITY_REPORTEDLABELSENTRY']._serialized_start=518
+  _globals['_IDENTITY_REPORTEDLABELSENTRY']._serialized_end=571
+  _globals['_CREATEIDENTITYREQUEST']._serialized_start=574
+  _globals['_CREATEIDENTITYREQUEST']._serialized_end=783
+  _globals['_CREATEIDENTITYREQUEST_LABELSENTRY']._serialized_start=471
+  _globals['_CREATEIDENTITYREQUEST_LABELSENTRY']._serialized_end=516
+  _globals['_IDENTITYTOKEN']._serialized_start=785
+  _globals['_IDENTITYTOKEN']._serialized_end=909
+  _globals['_LISTIDENTITIESREQUEST']._serialized_start=911
+  _globals['_LISTIDENTITIESREQUEST']._serialized_end=967
+  _globals['_LISTIDENTITIESRESPONSE']._serialized_start=969
+  _globals['_LISTIDENTITIESRESPONSE']._serialized_end=1045
+  _globals['_POLICY']._serialized_start=1048
+  _globals['_POLICY']._serialized_end=1254
+  _globals['_POLICYREF']._serialized_start=1256
+  _globals['_POLICYREF']._serialized_end=1300
+  _globals['_CREATEPOLICYREQUEST']._serialized_start=1302
+  _globals['_CREATEPOLICYREQUEST']._serialized_end=1386
+  _globals['_LISTPOLICIESREQUEST']._serialized_start=1388
+  _globals['_LISTPOLICIESREQUEST']._serialized_end=1428
+  _globals['_LISTPOLICIESRESPONSE']._serialized_start=1430
+  _globals['_LISTPOLICIESRESPONSE']._serialized_end=1500
+  _globals['_ADMINSERVICE']._serialized_start=1503
+  _globals['_ADMINSERVICE']._serialized_end=2413
 # @@protoc_insertion_point(module_scope)

@@ -65,6 +65,26 @@ class AdminServiceStub:
                 request_serializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.IdentityRef.SerializeToString,
                 response_deserializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.IdentityToken.FromString,
                 _registered_method=True)
+        self.CreatePolicy = channel.unary_unary(
+                '/jumpstarter.admin.v1.AdminService/CreatePolicy',
+                request_serializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.CreatePolicyRequest.SerializeToString,
+                response_deserializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.Policy.FromString,
+                _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/jumpstarter.admin.v1.AdminService/GetPolicy',
+                request_serializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.PolicyRef.SerializeToString,
+                response_deserializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.Policy.FromString,
+                _registered_method=True)
+        self.ListPolicies = channel.unary_unary(
+                '/jumpstarter.admin.v1.AdminService/ListPolicies',
+                request_serializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.ListPoliciesRequest.SerializeToString,
+                response_deserializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.ListPoliciesResponse.FromString,
+                _registered_method=True)
+        self.DeletePolicy = channel.unary_unary(
+                '/jumpstarter.admin.v1.AdminService/DeletePolicy',
+                request_serializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.PolicyRef.SerializeToString,
+                response_deserializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.Policy.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -110,6 +130,32 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreatePolicy(self, request, context):
+        """Access policies: which clients may lease which exporters, for how long, with which priority.
+        A change takes effect for waiting leases at once. ALREADY_EXISTS unless `replace`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPolicies(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +188,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RotateToken,
                     request_deserializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.IdentityRef.FromString,
                     response_serializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.IdentityToken.SerializeToString,
+            ),
+            'CreatePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePolicy,
+                    request_deserializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.CreatePolicyRequest.FromString,
+                    response_serializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.Policy.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.PolicyRef.FromString,
+                    response_serializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.Policy.SerializeToString,
+            ),
+            'ListPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicies,
+                    request_deserializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.ListPoliciesRequest.FromString,
+                    response_serializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.ListPoliciesResponse.SerializeToString,
+            ),
+            'DeletePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePolicy,
+                    request_deserializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.PolicyRef.FromString,
+                    response_serializer=jumpstarter_dot_admin_dot_v1_dot_admin__pb2.Policy.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -306,6 +372,114 @@ class AdminService:
             '/jumpstarter.admin.v1.AdminService/RotateToken',
             jumpstarter_dot_admin_dot_v1_dot_admin__pb2.IdentityRef.SerializeToString,
             jumpstarter_dot_admin_dot_v1_dot_admin__pb2.IdentityToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jumpstarter.admin.v1.AdminService/CreatePolicy',
+            jumpstarter_dot_admin_dot_v1_dot_admin__pb2.CreatePolicyRequest.SerializeToString,
+            jumpstarter_dot_admin_dot_v1_dot_admin__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jumpstarter.admin.v1.AdminService/GetPolicy',
+            jumpstarter_dot_admin_dot_v1_dot_admin__pb2.PolicyRef.SerializeToString,
+            jumpstarter_dot_admin_dot_v1_dot_admin__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jumpstarter.admin.v1.AdminService/ListPolicies',
+            jumpstarter_dot_admin_dot_v1_dot_admin__pb2.ListPoliciesRequest.SerializeToString,
+            jumpstarter_dot_admin_dot_v1_dot_admin__pb2.ListPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jumpstarter.admin.v1.AdminService/DeletePolicy',
+            jumpstarter_dot_admin_dot_v1_dot_admin__pb2.PolicyRef.SerializeToString,
+            jumpstarter_dot_admin_dot_v1_dot_admin__pb2.Policy.FromString,
             options,
             channel_credentials,
             insecure,
