@@ -9,10 +9,11 @@ checked from Python: single use, useless after the lease ends, never for another
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,7 +261,7 @@ def test_separate_router_process_serves_and_survives_a_restart(cli: Cli) -> None
     with controller(cli, "127.0.0.1:0", "--no-router"):
         create_clients(cli, "alice")
         credential = cli.tmp / "router1.yaml"
-        made = cli.jmp("admin", "create", "router", "router1", "--out", str(credential))
+        made = cli.jmp("admin", "create", "router", "router1", "--endpoint", "127.0.0.1", "--out", str(credential))
         assert made.returncode == 0, made.stderr
         listed = cli.jmp("admin", "get", "routers", "-o", "name")
         assert listed.stdout.split() == ["router1"], listed.stderr
@@ -299,3 +300,77 @@ def test_controller_restart_mid_shell_new_connections_work(cli: Cli) -> None:
                     code, _ = running.finished(timeout=60)
                     assert code == 0, running.log.read_text()
                     assert (cli.tmp / "after.out").read_text().strip() == "7"
+
+
+async def _routed_stream_outlives(config: ClientConfig, endpoint: str, token: str, delete: Callable[[], None]) -> bool:
+    """Open a routed stream, run `delete` (blocking) meanwhile; whether the stream ended within 5 s."""
+    from jumpstarter.streams.tunnel import open_stream as start
+
+    credentials = grpc.ssl_channel_credentials(root_certificates=(config.tls.ca or "").encode())
+    async with grpc.aio.secure_channel(endpoint, credentials) as channel:
+        call = start(channel, token)
+
+        async def drain() -> None:  # the exporter's side talks first (its HTTP/2 preface)
+            while await call.read() != grpc.aio.EOF:
+                pass
+
+        reading = asyncio.ensure_future(drain())
+        done, _ = await asyncio.wait({reading}, timeout=1.0)
+        assert not done, "the routed stream should be paired and open"
+        await asyncio.to_thread(delete)
+        done, _ = await asyncio.wait({reading}, timeout=5.0)
+        call.cancel()
+        with contextlib.suppress(BaseException):
+            await reading
+        return not done
+
+
+def test_deleted_router_is_detached_at_once_and_its_streams_end(cli: Cli) -> None:
+    with controller(cli) as running:
+        create_clients(cli, "alice")
+        credential = cli.tmp / "router1.yaml"
+        made = cli.jmp("admin", "create", "router", "router1", "--endpoint", "127.0.0.1", "--out", str(credential))
+        assert made.returncode == 0, made.stderr
+        with exporter(cli, "rpi1", "board=rpi"), router(cli, credential) as (proc, port):
+            created = cli.jmp("create", "lease", "--client", "alice", "-l", "board=rpi", "--duration", "10m",
+                              "-o", "name")
+            assert created.returncode == 0, created.stderr
+            name, alice = created.stdout.strip(), client_config(cli, "alice")
+            endpoint, token = asyncio.run(dial(alice, name))
+            assert endpoint == f"127.0.0.1:{port}"  # the attached router, not the built-in one
+
+            def delete() -> None:
+                deleted = cli.jmp("admin", "delete", "router", "router1")
+                assert deleted.returncode == 0, deleted.stderr
+                # at once: the next Dial hands out the built-in router
+                assert asyncio.run(dial(alice, name))[0] == f"127.0.0.1:{running.port}"
+
+            outlived = asyncio.run(_routed_stream_outlives(alice, endpoint, token, delete))
+            assert not outlived, (cli.tmp / "router.log").read_text()
+            assert proc.wait(10) == 4
+            log = (cli.tmp / "router.log").read_text()
+            assert "router default/router1 was deleted" in log, log
+            assert "Traceback" not in log
+            assert cli.jmp("admin", "get", "routers", "-o", "name").stdout.split() == []
+
+
+def test_router_certificates_only_for_the_host_it_was_created_with(cli: Cli) -> None:
+    with controller(cli, "127.0.0.1:0", "--no-router"):
+        bad = cli.jmp("admin", "create", "router", "r0", "--endpoint", "lab:port")
+        assert_clean_failure(bad, "'lab:port' is not HOST or HOST:PORT")
+        assert bad.returncode == 2
+        pinned, unpinned = cli.tmp / "pinned.yaml", cli.tmp / "unpinned.yaml"
+        for name, args, path in (("pinned", ["--endpoint", "127.0.0.1:8083"], pinned), ("unpinned", [], unpinned)):
+            made = cli.jmp("admin", "create", "router", name, *args, "--out", str(path))
+            assert made.returncode == 0, made.stderr
+        elsewhere = cli.jmp("controller", "router", "--address", "127.0.0.1:0", "--endpoint", "evil.example.com:443",
+                            "--credential", str(pinned), timeout=30)
+        assert_clean_failure(elsewhere, "router default/pinned may only get a certificate for 127.0.0.1 "
+                                        "(its --endpoint), not for evil.example.com")
+        assert elsewhere.returncode == 4
+        nowhere = cli.jmp("controller", "router", "--address", "127.0.0.1:0", "--credential", str(unpinned),
+                          timeout=30)
+        assert_clean_failure(nowhere, "router default/unpinned was created without --endpoint")
+        assert nowhere.returncode == 4
+        with router(cli, pinned):  # at the host it was created with, it gets its certificate and attaches
+            pass

@@ -174,13 +174,35 @@ def create_exporter(name: str, namespace: str, label: tuple[str, ...], oidc_user
 @namespace_option
 @click.option("-l", "--label", multiple=True, metavar="KEY=VALUE",
               help="Label (repeatable): the router serves exporters carrying all its labels first.")
+@click.option("--endpoint", metavar="HOST[:PORT]", default=None,
+              help="Where clients and exporters reach the router: the controller signs a certificate for "
+                   "this host only, and hands the router out only under it.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the router credential to this file (default: print it).")
 @admin_credential_option
 @friendly
-def create_router(name: str, namespace: str, label: tuple[str, ...], out: Path | None, admin_credential: Path) -> None:
+def create_router(name: str, namespace: str, label: tuple[str, ...], endpoint: str | None, out: Path | None,
+                  admin_credential: Path) -> None:
     """Create router NAME and print (or --out) its credential for `jmp controller router`."""
+    if endpoint is not None:
+        label = (*label, f"{_ROUTER_HOST_LABEL}={_endpoint_host(endpoint)}")
     _create("router", name, namespace, label, admin_credential, False, out)
+
+
+#: Where a router's host is kept (`jumpstarter.controller.routers.HOST_LABEL`; not imported: heavy).
+_ROUTER_HOST_LABEL = "jumpstarter.dev/router-host"
+
+
+def _endpoint_host(endpoint: str) -> str:
+    """The host of HOST, HOST:PORT or [V6]:PORT."""
+    text = endpoint.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or (text.count(":") > 1 and not text.startswith("[")):
+        host, port = text, ""
+    host = host.strip("[]")
+    if not host or (port and not port.isdigit()) or any(c in host for c in "/ "):
+        raise click.BadParameter(f"{endpoint!r} is not HOST or HOST:PORT", param_hint="--endpoint")
+    return host
 
 
 @admin.command("get")

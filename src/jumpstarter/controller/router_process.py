@@ -6,7 +6,9 @@ FILE`), gets a TLS certificate signed by the controller's CA (unless given one),
 (best label match with the exporter), sends it the keys that verify stream tokens and tells it
 which leases are active, so it refuses tokens of ended leases and closes their streams at once.
 When the controller goes away the router keeps relaying the streams it has and re-attaches with
-backoff; new streams need the controller anyway (tokens come from `Dial`).
+backoff; new streams need the controller anyway (tokens come from `Dial`). When the controller
+refuses it (its identity was deleted, or it asks for a host it was not created for), the router
+ends its streams and exits.
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ async def serve_router(settings: RouterSettings, announce: Callable[[str], None]
         if settings.tls_cert is not None and settings.tls_key is not None:
             cert, key = settings.tls_cert.read_bytes(), settings.tls_key.read_bytes()
         elif settings.tls_cert is None and settings.tls_key is None:
-            cert, key = await _issued_identity(stub, metadata, sorted({host, _host_of(settings.address)} - {""}))
+            cert, key = await _issued_identity(stub, metadata, [host])  # the controller signs for no other
         else:
             raise ConfigurationError("give both --tls-cert and --tls-key, or neither")
         server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -197,6 +199,9 @@ async def serve_router(settings: RouterSettings, announce: Callable[[str], None]
                 loop.remove_signal_handler(sig)
             attach.cancel()
             stopping.cancel()
+            if attach.done() and not attach.cancelled() and attach.exception() is not None:
+                for lease in router.leases():  # refused (deleted): routed streams end now, not after the grace
+                    router.close_lease(lease, "the controller detached this router")
             await server.stop(grace=1.0)
         if attach.done() and not attach.cancelled() and attach.exception() is not None:
             raise attach.exception()  # type: ignore[misc]

@@ -5,7 +5,12 @@ controller's own endpoint). Routers started with `jmp controller router` attach 
 `RouterRegistryService.Attach` with the token of a router identity; the identity's labels say which
 exporters they serve best. `choose` picks, among attached routers whose labels all match the
 exporter's labels, the most specific one (most labels), spreading ties round-robin; with none, the
-built-in router.
+built-in router. Deleting a router identity detaches that router at once.
+
+A router created with `--endpoint HOST` carries the host as its label `jumpstarter.dev/router-host`
+(labels under `jumpstarter.dev/` are not matched against exporters): the controller signs a
+certificate only for that host and hands the router out only under it. A router without one gets no
+certificate from the controller (it must bring its own, `--tls-cert/--tls-key`).
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ from typing import Any
 import grpc
 
 from jumpstarter import errors
-from jumpstarter.controller.model import Kind, Lease, LeasePhase
+from jumpstarter.controller.model import Identity, Kind, Lease, LeasePhase
 from jumpstarter.controller.service import Authenticator, abort_with, unary
 from jumpstarter.protocol.admin.v1 import routers_pb2, routers_pb2_grpc
 
 log = logging.getLogger("jumpstarter.controller")
+#: The label holding the only host a router may get a certificate for and be reached at.
+HOST_LABEL = "jumpstarter.dev/router-host"
+#: Labels under this prefix say something about the router itself; they are not matched.
+RESERVED_PREFIX = "jumpstarter.dev/"
 #: Lease events queued for one attached router before it is dropped (it re-attaches and resyncs).
 EVENT_QUEUE = 10_000
 
@@ -37,18 +46,26 @@ class AttachedRouter:
     name: str
     endpoint: str
     labels: dict[str, str]
+    namespace: str = "default"
     events: asyncio.Queue[routers_pb2.RouterEvent | None] = field(
         default_factory=lambda: asyncio.Queue(EVENT_QUEUE)
     )
+    #: why the controller detached it for good (its identity was deleted); None: it may re-attach
+    refusal: str | None = None
+
+
+def matched_labels(labels: dict[str, str]) -> dict[str, str]:
+    """The labels of a router that exporters' labels must carry (not the reserved ones)."""
+    return {k: v for k, v in labels.items() if not k.startswith(RESERVED_PREFIX)}
 
 
 def pick(routers: list[AttachedRouter], labels: dict[str, str], turn: int) -> AttachedRouter | None:
     """The router for an exporter with `labels` (pure: `turn` breaks ties round-robin)."""
-    fitting = [r for r in routers if all(labels.get(k) == v for k, v in r.labels.items())]
+    fitting = [r for r in routers if all(labels.get(k) == v for k, v in matched_labels(r.labels).items())]
     if not fitting:
         return None
-    best = max(len(r.labels) for r in fitting)
-    tied = [r for r in fitting if len(r.labels) == best]
+    best = max(len(matched_labels(r.labels)) for r in fitting)
+    tied = [r for r in fitting if len(matched_labels(r.labels)) == best]
     return tied[turn % len(tied)]
 
 
@@ -91,6 +108,17 @@ class RouterRegistry:
                 log.warning("router %s is not keeping up with lease events; dropping it", router.name)
                 self._drop(router)
 
+    def identity_deleted(self, identity: Identity) -> None:
+        """A deleted router identity: detach its router now (its Attach stream fails, so the router
+        stops, ending its routed streams; Dial no longer hands it out)."""
+        if identity.kind is not Kind.ROUTER:
+            return
+        for router in list(self._attached):
+            if (router.namespace, router.name) == identity.key:
+                router.refusal = f"router {identity.namespace}/{identity.name} was deleted"
+                log.info("router %s deleted; detaching it", router.name)
+                self._drop(router)
+
     def _drop(self, router: AttachedRouter) -> None:
         with contextlib.suppress(ValueError):
             self._attached.remove(router)
@@ -124,7 +152,7 @@ def issue_certificate(ca_cert_pem: bytes, ca_key_pem: bytes, public_key_pem: str
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     ca_key: Any = serialization.load_pem_private_key(ca_key_pem, password=None)
     public: Any = serialization.load_pem_public_key(public_key_pem.encode())
-    names: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    names: list[x509.GeneralName] = []
     for host in dict.fromkeys(hosts):
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
@@ -160,7 +188,8 @@ class RouterRegistryServicer(routers_pb2_grpc.RouterRegistryServiceServicer):
 
     @unary
     async def IssueRouterCertificate(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        self.auth(context, Kind.ROUTER)
+        who = self.auth(context, Kind.ROUTER)
+        identity = self.coordinator.get_identity(Kind.ROUTER, who.namespace, who.name)
         if self.ca is None:
             raise errors.ConfigurationError(
                 "this controller serves a certificate it was given (--tls-cert), so it cannot vouch for "
@@ -168,6 +197,7 @@ class RouterRegistryServicer(routers_pb2_grpc.RouterRegistryServiceServicer):
             )
         if not request.hosts:
             raise errors.ArgumentError("name at least one host for the router certificate")
+        _check_hosts(identity, list(request.hosts))
         cert = issue_certificate(self.ca[0], self.ca[1], request.public_key_pem, list(request.hosts))
         return routers_pb2.RouterCertificate(certificate_pem=cert)
 
@@ -177,9 +207,35 @@ class RouterRegistryServicer(routers_pb2_grpc.RouterRegistryServiceServicer):
             identity = self.coordinator.get_identity(Kind.ROUTER, who.namespace, who.name)
             if not request.endpoint or ":" not in request.endpoint:
                 raise errors.ArgumentError("a router must give its endpoint as HOST:PORT")
+            allowed = identity.labels.get(HOST_LABEL)
+            host = request.endpoint.rsplit(":", 1)[0].strip("[]")
+            if allowed is not None and host != allowed:
+                raise errors.PermissionDeniedError(
+                    f"router {who.namespace}/{who.name} may only be reached at host {allowed} "
+                    f"(its --endpoint), not at {request.endpoint}"
+                )
         except (errors.JumpstarterError, ValueError) as exc:
             await abort_with(context, exc)
             return
-        router = AttachedRouter(who.name, request.endpoint, dict(identity.labels))
+        router = AttachedRouter(who.name, request.endpoint, dict(identity.labels), who.namespace)
         async for event in self.registry.attach(router, self.auth.authority.verification_keys()):
             yield event
+        if router.refusal is not None:
+            await abort_with(context, errors.PermissionDeniedError(router.refusal))
+
+
+def _check_hosts(identity: Identity, hosts: list[str]) -> None:
+    """Refuse a certificate for any host but the one the router was created with."""
+    allowed = identity.labels.get(HOST_LABEL)
+    if allowed is None:
+        raise errors.PermissionDeniedError(
+            f"router {identity.namespace}/{identity.name} was created without --endpoint, so the controller "
+            "signs no certificate for it: recreate it with `jmp admin create router NAME --endpoint HOST:PORT`, "
+            "or start it with --tls-cert/--tls-key"
+        )
+    others = sorted(set(hosts) - {allowed})
+    if others:
+        raise errors.PermissionDeniedError(
+            f"router {identity.namespace}/{identity.name} may only get a certificate for {allowed} "
+            f"(its --endpoint), not for {', '.join(others)}"
+        )

@@ -153,6 +153,7 @@ def routing(
     store = coordinator.store
     registry = RouterRegistry(None, lambda: store.list_leases(active_only=True))
     coordinator.lease_listeners.append(registry.lease_changed)
+    coordinator.deletion_listeners.append(registry.identity_deleted)
     ca = (identity.cert_pem, identity.key_pem) if settings.tls_cert is None else None
     routers_pb2_grpc.add_RouterRegistryServiceServicer_to_server(
         RouterRegistryServicer(registry, auth, coordinator, ca), server
