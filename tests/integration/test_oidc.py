@@ -57,9 +57,10 @@ def test_password_login_writes_a_working_config_and_keys_are_fetched_once(cli: C
             assert listed.returncode == 0, listed.stderr
         assert idp.requests["/keys"] == 1
 
-        status = cli.jmp("auth", "status", "--client", "alice")
+        status = cli.jmp("auth", "status", "--client", "alice", "-v")
         assert status.returncode == 0, status.stderr
         assert f"issuer:   {idp.url}" in status.stdout
+        assert '"preferred_username": "alice"' in status.stdout
         assert "(expires in 59m" in status.stdout or "(expires in 1h00m" in status.stdout
 
         renewed = cli.jmp("auth", "refresh", "--client", "alice", "-k")
@@ -81,8 +82,11 @@ def test_refused_tokens_say_why_and_internal_tokens_still_work(cli: Cli, idp: Oi
         assert created.returncode == 0, created.stderr
         assert cli.jmp("get", "leases", "--client", "alice").returncode == 0  # its internal token
 
-        login(cli, running, "--client", "given", "--token", idp.mint("alice"))
+        login(cli, running, "--client", "given", "--token", idp.mint("alice"), "-a", "jumpstarter_driver_*")
         assert cli.jmp("get", "leases", "--client", "given").returncode == 0
+        assert yaml.safe_load(client_file(cli, "given").read_text())["drivers"] == {"allow": ["jumpstarter_driver_*"]}
+        listed = cli.jmp("admin", "get", "clients", "-o", "yaml")
+        assert yaml.safe_load(listed.stdout)[0]["username"] == "dex:alice", listed.stderr
         login(cli, running, "--client", "exchanged", "--token", "ldap-token-of-alice", "--connector-id", "ldap",
               "--issuer", idp.url)
         assert cli.jmp("get", "leases", "--client", "exchanged").returncode == 0

@@ -92,6 +92,30 @@ def _previous_issuer(existing: Any) -> str | None:
     return iss if isinstance(iss, str) and iss != ISSUER else None
 
 
+def _tls(existing: Any, endpoint: str, insecure_tls: bool, interactive: bool) -> Any:
+    """The config's `tls`: kept from the config being rewritten for the same endpoint, pinned on
+    first use with `-k`, else the system's CAs."""
+    from jumpstarter.config.common import TLSConfig
+
+    if existing is not None and existing.endpoint == endpoint and (existing.tls.ca or not insecure_tls):
+        return existing.tls
+    return TLSConfig(ca=_pinned_certificate(endpoint, interactive)) if insecure_tls else TLSConfig()
+
+
+def _save(config: Any, client_config: Path | None, alias: str | None) -> Path:
+    """Write the config to its file or alias (the first client config becomes the current one)."""
+    from jumpstarter.config import paths, store
+
+    if client_config is not None:
+        paths.atomic_write(client_config, config.to_yaml(), paths.SECRET_MODE)
+        return client_config
+    assert alias is not None
+    written = store.save_client(config, alias)
+    if store.current_client() is None:
+        store.use_client(alias)
+    return written
+
+
 @click.command("login")
 @click.option("--client", "alias", default=None, metavar="ALIAS",
               help="Client config to write (default: the --name); its values are the defaults.")
@@ -124,10 +148,12 @@ def login(alias: str | None, client_config: Path | None, endpoint: str | None, n
     Gets a token from the OIDC issuer with --username/--password (prompted when missing), exchanges
     --token with --connector-id, or stores --token as given; then writes the client config (endpoint,
     TLS, namespace, name, token, refresh token) as ALIAS (--client) or --client-config FILE."""
+    import time
+
     from jumpstarter.client.oidc import describe_expiry, token_claims
-    from jumpstarter.config import paths, store
+    from jumpstarter.config import paths
     from jumpstarter.config.client import ClientConfig, DriversConfig
-    from jumpstarter.config.common import ObjectMeta, TLSConfig
+    from jumpstarter.config.common import ObjectMeta
 
     if alias and client_config:
         raise click.UsageError("give either --client or --client-config, not both")
@@ -151,28 +177,15 @@ def login(alias: str | None, client_config: Path | None, endpoint: str | None, n
     access, refresh = _obtain_token(issuer, client_id, token, connector_id, username, password, offline_access,
                                     insecure_tls, interactive)
 
-    if existing is not None and existing.endpoint == endpoint and (existing.tls.ca or not insecure_tls):
-        tls = existing.tls
-    else:
-        tls = TLSConfig(ca=_pinned_certificate(endpoint, interactive)) if insecure_tls else TLSConfig()
     fields: dict[str, Any] = {
-        "metadata": ObjectMeta(namespace=namespace, name=name), "endpoint": endpoint, "tls": tls,
-        "token": access, "refresh_token": refresh,
+        "metadata": ObjectMeta(namespace=namespace, name=name), "endpoint": endpoint,
+        "tls": _tls(existing, endpoint, insecure_tls, interactive), "token": access, "refresh_token": refresh,
     }
     if allow is not None or unsafe or existing is None:
         fields["drivers"] = DriversConfig(allow=[a.strip() for a in (allow or "").split(",") if a.strip()],
                                           unsafe=unsafe)
     config = existing.model_copy(update=fields) if existing is not None else ClientConfig(**fields)
-    if client_config is not None:
-        paths.atomic_write(client_config, config.to_yaml(), paths.SECRET_MODE)
-        written = client_config
-    else:
-        assert alias is not None
-        written = store.save_client(config, alias)
-        if store.current_client() is None:
-            store.use_client(alias)
-    import time
-
+    written = _save(config, client_config, alias)
     claims = token_claims(access)
     exp = claims.get("exp")
     expiry = describe_expiry(float(exp) if isinstance(exp, int | float) else None, time.time())
