@@ -221,3 +221,40 @@ def test_access_policies(cli: Cli) -> None:
             available(cli)
             granted = lease_json(cli, "create", "lease", "--client", "bob", "-l", "board=rpi", "--duration", "10m")
             assert granted["phase"] == "Ready"
+
+
+POLICY_FILE = """\
+apiVersion: jumpstarter.dev/v1alpha1
+kind: ExporterAccessPolicy
+metadata: {name: lab}
+spec:
+  exporterSelector: {matchLabels: {board: rpi}}
+  policies:
+    - priority: 5
+      maximumDuration: 1h
+      from:
+        - clientSelector: {matchLabels: {team: qa}}
+        - clientSelector: {matchLabels: {team: ci}}
+"""
+
+
+def test_apply_an_exporter_access_policy_file(cli: Cli) -> None:
+    with controller(cli):
+        path = cli.tmp / "policy.yaml"
+        path.write_text(POLICY_FILE)
+        applied = cli.jmp("admin", "apply", "policy", "-f", str(path))
+        assert applied.returncode == 0, applied.stderr
+        listed = json.loads(cli.jmp("admin", "get", "policies", "-o", "json").stdout)
+        assert [(p["name"], p["client_selector"], p["maximum_duration"], p["priority"]) for p in listed] == [
+            ("lab.0.0", "team=qa", "1h", 5), ("lab.0.1", "team=ci", "1h", 5),
+        ]
+        # applying a shorter version removes what it no longer has
+        path.write_text(POLICY_FILE.split("        - clientSelector: {matchLabels: {team: ci}}")[0])
+        again = cli.jmp("admin", "apply", "policy", "-f", str(path))
+        assert again.returncode == 0, again.stderr
+        assert "deleted lab.0.0, lab.0.1" in again.stdout
+        assert cli.jmp("admin", "get", "policies", "-o", "name").stdout.split() == ["lab"]
+
+        path.write_text(POLICY_FILE.replace("maximumDuration: 1h", "maximumDuration: forever"))
+        bad = cli.jmp("admin", "apply", "policy", "-f", str(path))
+        assert_clean_failure(bad, str(path), "invalid duration 'forever'")

@@ -276,9 +276,11 @@ def rotate_client(name: str, namespace: str, save: bool, out: Path | None, admin
 
 
 def _register_policy_commands() -> None:
-    from jumpstarter.cli.admin_policy import create_policy
+    from jumpstarter.cli.admin_policy import apply, apply_policy, create_policy
 
     create.add_command(admin_credential_option(create_policy))
+    admin_credential_option(apply_policy)
+    admin.add_command(apply)
 
 
 _register_policy_commands()

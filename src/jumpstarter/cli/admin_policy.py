@@ -115,3 +115,42 @@ def delete_policy(name: str, namespace: str, admin_credential: Path) -> None:
     with _admin()._connect(admin_credential) as conn:
         conn.call(conn.admin_stub().DeletePolicy, admin_pb2.PolicyRef(namespace=namespace, name=name))
     click.echo(f"deleted policy {namespace}/{name}")
+
+
+@click.group("apply")
+def apply() -> None:
+    """Create or replace objects from files."""
+
+
+@apply.command("policy")
+@click.option("-f", "--filename", "path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="An ExporterAccessPolicy YAML file (upstream's CRD shape).")
+@friendly
+def apply_policy(path: Path, admin_credential: Path) -> None:
+    """Create or replace the access policies of an ExporterAccessPolicy file.
+
+    Each `spec.policies[i].from[j]` becomes one policy (named NAME when there is only one, else
+    NAME.i.j); policies an earlier version of the file made and this one no longer has are deleted."""
+    from jumpstarter.config.access_policy import ExporterAccessPolicy, owned_by
+    from jumpstarter.protocol.admin.v1 import admin_pb2
+
+    document = ExporterAccessPolicy.from_file(path)
+    wanted = document.policies()
+    name, namespace = document.metadata.name, document.metadata.namespace
+    with _admin()._connect(admin_credential) as conn:
+        stub = conn.admin_stub()
+        for policy in wanted:
+            message = admin_pb2.Policy(
+                namespace=policy.namespace, name=policy.name, exporter_selector=policy.exporter_selector,
+                client_selector=policy.client_selector, priority=policy.priority,
+            )
+            if policy.maximum_duration is not None:
+                message.maximum_duration.FromNanoseconds(int(policy.maximum_duration * 1e9))
+            conn.call(stub.CreatePolicy, admin_pb2.CreatePolicyRequest(policy=message, replace=True))
+        existing = conn.call(stub.ListPolicies, admin_pb2.ListPoliciesRequest(namespace=namespace)).policies
+        keep = {p.name for p in wanted}
+        stale = [p.name for p in existing if owned_by(name, p.name) and p.name not in keep]
+        for old in stale:
+            conn.call(stub.DeletePolicy, admin_pb2.PolicyRef(namespace=namespace, name=old))
+    click.echo(f"applied policy {namespace}/{name}: {', '.join(sorted(keep))}"
+               + (f" (deleted {', '.join(stale)})" if stale else ""))
