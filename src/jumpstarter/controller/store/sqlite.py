@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,10 @@ class SqliteStore:
         )
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.path.chmod(0o600)
+        #: every identity, read once: the scheduler and token checks read them on every call,
+        #: and only this process writes the file (callers get copies, so the cache stays exact)
+        self._identities: dict[tuple[str, str, str], Identity] | None = None
+        self._sorted: dict[str, list[Identity]] = {}
 
     @classmethod
     def in_directory(cls, data_dir: Path | str) -> SqliteStore:
@@ -90,13 +96,31 @@ class SqliteStore:
                 int(identity.enabled), identity.username,
             ),
         )
+        self._remember(identity, (identity.kind.value, identity.namespace, identity.name))
 
     def get_identity(self, kind: Kind, namespace: str, name: str) -> Identity | None:
         """One identity, or None."""
-        row = self._db.execute(
-            "SELECT * FROM identities WHERE kind=? AND namespace=? AND name=?", (kind.value, namespace, name)
-        ).fetchone()
-        return _identity(row) if row is not None else None
+        found = self._cached().get((kind.value, namespace, name))
+        return _detached(found) if found is not None else None
+
+    def _cached(self) -> dict[tuple[str, str, str], Identity]:
+        if self._identities is None:
+            rows = self._db.execute("SELECT * FROM identities")
+            self._identities = {(row["kind"], row["namespace"], row["name"]): _identity(row) for row in rows}
+        return self._identities
+
+    def _remember(self, identity: Identity | None, key: tuple[str, str, str]) -> None:
+        """Keep the cache equal to the table after a write (`identity` None: deleted)."""
+        if self._identities is None:
+            return
+        if identity is not None and identity.username is not None:
+            self._identities, self._sorted = None, {}  # REPLACE may have dropped a row holding the username
+            return
+        if identity is None:
+            self._identities.pop(key, None)
+        else:
+            self._identities[key] = _detached(identity)
+        self._sorted.pop(key[0], None)
 
     def identity_by_username(self, username: str) -> Identity | None:
         """The identity an OIDC username maps to, or None (usernames are unique)."""
@@ -105,19 +129,19 @@ class SqliteStore:
 
     def delete_identity(self, kind: Kind, namespace: str, name: str) -> bool:
         """Delete an identity; False when there was none."""
-        return self._write(
+        deleted = self._write(
             "DELETE FROM identities WHERE kind=? AND namespace=? AND name=?", (kind.value, namespace, name)
         ) > 0
+        self._remember(None, (kind.value, namespace, name))
+        return deleted
 
     def list_identities(self, kind: Kind, namespace: str | None = None) -> list[Identity]:
         """Identities of a kind, sorted by namespace and name."""
-        if namespace is None:
-            rows = self._db.execute("SELECT * FROM identities WHERE kind=? ORDER BY namespace, name", (kind.value,))
-        else:
-            rows = self._db.execute(
-                "SELECT * FROM identities WHERE kind=? AND namespace=? ORDER BY name", (kind.value, namespace)
-            )
-        return [_identity(row) for row in rows]
+        ordered = self._sorted.get(kind.value)
+        if ordered is None:
+            ordered = sorted((i for i in self._cached().values() if i.kind is kind), key=lambda i: i.key)
+            self._sorted[kind.value] = ordered
+        return [_detached(i) for i in ordered if namespace is None or i.namespace == namespace]
 
     # ---- leases -------------------------------------------------------------------------------
     def put_lease(self, lease: Lease) -> None:
@@ -206,6 +230,16 @@ def _identity(row: sqlite3.Row) -> Identity:
         reported_labels=json.loads(row["reported_labels"]), token_generation=row["token_generation"],
         created=row["created"], enabled=bool(row["enabled"]), username=row["username"],
     )
+
+
+_IDENTITY_FIELDS = attrgetter(*(f.name for f in dataclasses.fields(Identity)))
+
+
+def _detached(identity: Identity) -> Identity:
+    """A copy sharing nothing mutable with `identity` (the cache's copy stays as written)."""
+    copy = Identity(*_IDENTITY_FIELDS(identity))
+    copy.labels, copy.reported_labels = dict(copy.labels), dict(copy.reported_labels)
+    return copy
 
 
 def _lease(row: sqlite3.Row) -> Lease:
