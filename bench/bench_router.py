@@ -167,7 +167,10 @@ def main() -> None:
 
     quick = "--quick" in sys.argv
     settings = Settings.quick() if quick else Settings()
-    with tempfile.TemporaryDirectory() as tmp_name, start_blocking_portal("asyncio") as portal:
+    from jumpstarter.streams.loops import anyio_options
+
+    # the client side's loop is the one `jmp shell --lease` runs its tunnel on
+    with tempfile.TemporaryDirectory() as tmp_name, start_blocking_portal("asyncio", anyio_options()) as portal:
         tmp = Path(tmp_name)
         os.environ["XDG_CONFIG_HOME"] = str(tmp / "pins")  # pin the direct exporter's fingerprint here
         (tmp / "direct").mkdir()

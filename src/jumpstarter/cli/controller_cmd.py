@@ -36,8 +36,6 @@ def controller() -> None:
 def run(address: str, data_dir: Path, tls_cert: Path | None, tls_key: Path | None, endpoint: str | None,
         router: bool, offline_grace: float, auth_config: Path | None) -> None:
     """Run a controller until SIGINT/SIGTERM (state is kept in --data-dir across restarts)."""
-    import asyncio
-
     from jumpstarter.controller.server import ControllerSettings, serve
 
     if (tls_cert is None) != (tls_key is None):
@@ -45,7 +43,9 @@ def run(address: str, data_dir: Path, tls_cert: Path | None, tls_key: Path | Non
     settings = ControllerSettings(address=address, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
                                   endpoint=endpoint, router=router, offline_grace=offline_grace,
                                   auth_config=auth_config)
-    asyncio.run(serve(settings, announce=lambda line: print(line, file=sys.stderr, flush=True)))
+    from jumpstarter.streams import loops
+
+    loops.run(serve(settings, announce=lambda line: print(line, file=sys.stderr, flush=True)))
 
 
 @controller.command("router")
@@ -64,12 +64,12 @@ def run(address: str, data_dir: Path, tls_cert: Path | None, tls_key: Path | Non
 def router_command(address: str, credential: Path, endpoint: str | None, tls_cert: Path | None,
                    tls_key: Path | None) -> None:
     """Run a router attached to a controller until SIGINT/SIGTERM (routes client connections)."""
-    import asyncio
-
     from jumpstarter.controller.router_process import RouterSettings, serve_router
 
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("give both --tls-cert and --tls-key, or neither")
     settings = RouterSettings(address=address, credential=credential, endpoint=endpoint, tls_cert=tls_cert,
                               tls_key=tls_key)
-    asyncio.run(serve_router(settings, announce=lambda line: print(line, file=sys.stderr, flush=True)))
+    from jumpstarter.streams import loops
+
+    loops.run(serve_router(settings, announce=lambda line: print(line, file=sys.stderr, flush=True)))

@@ -110,7 +110,12 @@ def run(
     warning = warn_before(config)  # a bad JMP_LEASE_WARN_BEFORE fails before anything is leased
     created = lease_name is None
     name = lease_name or ""
-    with start_blocking_portal("asyncio") as portal, tempfile.TemporaryDirectory(prefix="jmp-lease-") as tmp:
+    from jumpstarter.streams.loops import anyio_options
+
+    with (
+        start_blocking_portal("asyncio", anyio_options()) as portal,
+        tempfile.TemporaryDirectory(prefix="jmp-lease-") as tmp,
+    ):
         session = portal.call(ControllerSession, config)
         try:
             if created:

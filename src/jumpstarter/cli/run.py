@@ -70,7 +70,9 @@ def run(
         from jumpstarter.exporter.controlled import has_controller, run_controlled
 
         if has_controller(path):  # distributed mode: the config names a controller
-            raise SystemExit(anyio.run(run_controlled, path, name))
+            from jumpstarter.streams.loops import anyio_options
+
+            raise SystemExit(anyio.run(run_controlled, path, name, backend_options=anyio_options()))
     if unix_socket is None and listener is None:
         raise click.UsageError("give --unix-socket PATH (local mode) or --tls-grpc-listener [HOST:]PORT (direct mode)")
     tcp = (
