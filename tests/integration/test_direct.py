@@ -436,8 +436,8 @@ def test_frozen_client_is_noticed_by_keepalive(direct: Cli) -> None:
 def test_hooks_at_session_boundaries(direct: Cli) -> None:
     order = direct.tmp / "order"
     config = direct.exporter_config(hooks={
-        "beforeLease": {"script": f"echo before >> {order}; j lamp on --level 42"},
-        "afterLease": {"script": f"echo after $(j lamp status) >> {order}"},
+        "beforeLease": {"script": f"echo before >> {order}; j lamp on --level 42; echo preparing the lamp"},
+        "afterLease": {"script": f"echo after $(j lamp status) >> {order}; echo cleaning up"},
     })
     command = ["sh", "-c", f"echo command $(j lamp status) >> {order}"]
     with direct_exporter(direct, config) as running:
@@ -445,6 +445,9 @@ def test_hooks_at_session_boundaries(direct: Cli) -> None:
         first = direct.jmp("shell", *running.shell_args(), "--", *command)
         assert first.returncode == 0, first.stderr
         assert order.read_text().splitlines() == ["before", "command 42", "after 42"]
+        # hook output reaches the client through LogStream, as with a controller (without --exporter-logs)
+        assert "[beforeLease] preparing the lamp" in first.stderr
+        assert "[afterLease] cleaning up" in first.stderr
 
         second = direct.jmp("shell", *running.shell_args(), "--", *command)
         assert second.returncode == 0, second.stderr

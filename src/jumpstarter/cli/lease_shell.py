@@ -182,7 +182,7 @@ def _on_lease(
     watcher = portal.start_task_soon(watch_lease, session, name, end, _say, warning)
     try:
         with (
-            _LogPrinter(exporter_logs) as printer,
+            DrainingLogPrinter(exporter_logs) as printer,
             portal.wrap_async_context_manager(serve_lease(tunnel, socket_path)),
             client_from_path(socket_path, portal, allow=allow, unsafe=unsafe, channel_options=options) as root,
             root.log_stream(show_all=exporter_logs),
@@ -212,7 +212,7 @@ def _on_lease(
     return code
 
 
-class _LogPrinter(_RemoteLogPrinter):
+class DrainingLogPrinter(_RemoteLogPrinter):
     """Prints exporter log records arriving over LogStream (hook output always, driver logs on
     request); attached before the stream opens, so replayed beforeLease output is not lost."""
 
@@ -228,7 +228,7 @@ class _LogPrinter(_RemoteLogPrinter):
         self.last = time.monotonic()
         super().emit(record)
 
-    def __enter__(self) -> _LogPrinter:
+    def __enter__(self) -> DrainingLogPrinter:
         self.logger.addHandler(self)
         self.logger.setLevel(logging.INFO)
         return self

@@ -226,13 +226,14 @@ def _direct_shell(target: Any, name: str, command: tuple[str, ...], exporter_log
     from anyio.from_thread import start_blocking_portal
 
     from jumpstarter.cli.jserver import command_server
+    from jumpstarter.cli.lease_shell import DrainingLogPrinter
     from jumpstarter.client.client import client_from_target
 
     if target.insecure:
         click.echo("WARNING: --tls-grpc-insecure: traffic (and the passphrase) travel unencrypted", err=True)
     with start_blocking_portal("asyncio") as portal, tempfile.TemporaryDirectory(prefix="jmp-shell-") as tmp:
         with client_from_target(target, portal, unsafe=True) as root, root.log_stream(show_all=exporter_logs):
-            handler = _RemoteLogPrinter(exporter_logs)
+            handler = DrainingLogPrinter(exporter_logs)
             logging.getLogger("exporter").addHandler(handler)
             logging.getLogger("exporter").setLevel(logging.INFO)
             try:
@@ -258,7 +259,8 @@ def _direct_shell(target: Any, name: str, command: tuple[str, ...], exporter_log
                     env["JMP_J_SOCKET"] = j_socket
                     code = _run_child(command, name, env)
                 try:
-                    root.end_session()
+                    root.end_session()  # runs afterLease now, while its output still reaches us
+                    handler.drain()
                 except Exception:  # the exporter may already be gone; the session ends with us anyway
                     pass
                 return code
