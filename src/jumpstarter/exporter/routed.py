@@ -43,9 +43,11 @@ class RoutedConnections:
         sock.setblocking(False)
         try:
             await asyncio.get_running_loop().sock_connect(sock, self.session_socket)
-        except OSError as exc:
+        except BaseException as exc:  # cut (lease ended) while connecting, too: no call left open
             call.cancel()
             sock.close()
+            if not isinstance(exc, OSError):
+                raise
             log.warning("cannot reach the session socket for a routed connection: %s", exc)
             return
         try:
