@@ -85,15 +85,19 @@ async def _release_and_expiry_latency(config: ClientConfig) -> tuple[float, floa
         await session.close()
 
 
-def test_release_and_expiry_are_pushed_to_the_watcher_at_once(cli: Cli) -> None:
+def test_release_and_expiry_are_pushed_to_the_watcher_at_once(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jumpstarter.client import lease_watch
+
+    # were the changes polled rather than pushed, the watcher would hear only after a minute
+    monkeypatch.setattr(lease_watch, "WATCH_POLL", 60.0)
     with controller(cli):
         create_clients(cli, "alice")
         with exporter(cli, "rpi1", "board=rpi"):
             wait_until(lambda: exporters(cli, "alice")["rpi1"]["status"] == "Available", what="exporter available")
             released, expired = asyncio.run(_release_and_expiry_latency(client_config(cli, "alice")))
     print(f"lease ended -> watcher told: release {released * 1000:.1f} ms, expiry {expired * 1000:.1f} ms")
-    assert released < 0.1
-    assert -0.05 < expired < 0.1
+    assert released < 2.0  # generous: this box is shared; bench figures are in the docs
+    assert -0.05 < expired < 2.0
 
 
 @asynccontextmanager
