@@ -48,6 +48,7 @@ if __package__ in (None, ""):
 from bench.harness import child_env, percentile
 
 JMP = str(Path(sys.executable).parent / "jmp")
+RAW = Path(__file__).resolve().parent / "out" / "scale-raw.json"
 EXPORTERS, EXPORTER_PROCESSES = 1000, 4
 CLIENTS, CLIENT_PROCESSES = 200, 2
 GROUPS, RACKS, RACK_SIZE = 50, 4, 3
@@ -250,6 +251,11 @@ def run(tmp: Path, seconds: float) -> dict[str, Any]:
         records = [r for user in users for r in json.loads(user.result.read_text())]
         logs = [log for worker in workers for log in json.loads(worker.result.read_text())]
         data_dir = ctl.data_dir
+        if os.environ.get("SCALE_KEEP_LOGS"):
+            import shutil
+
+            for log in tmp.glob("*.log"):
+                shutil.copy(log, os.environ["SCALE_KEEP_LOGS"])
     return {"records": records, "logs": logs, "memory": memory, "setup": setup, "cpu_s": cpu,
             "window": (load_began, load_ended), "stored": stored_leases(data_dir)}
 
@@ -345,6 +351,7 @@ def analyse(raw: dict[str, Any]) -> dict[str, Any]:
         "grant_latency_ms": stats(grant_ms),
         "queued_request_to_ready_ms": stats(queued_ms),
         "create_lease_call_ms": stats([1000 * (r["created"] - r["requested"]) for r in records if r["created"]]),
+        "report_status_call_ms": stats([1000 * s for log in logs for t, s in log["reports"] if began <= t <= ended]),
         "controller_rss_MiB": {k: v / mib for k, v in raw["memory"].items()},
         # shares of the whole machine (all cores) during the load: the controller, the simulated
         # peers (they share the machine with it), everything together
@@ -360,7 +367,10 @@ def analyse(raw: dict[str, Any]) -> dict[str, Any]:
 def measure(quick: bool = False) -> dict[str, Any]:
     """Run the whole scenario (load for 15 s quick, 45 s otherwise) and analyse it."""
     with tempfile.TemporaryDirectory(prefix="jmp-scale-") as tmp:
-        return analyse(run(Path(tmp), 15.0 if quick else 45.0))
+        raw = run(Path(tmp), 15.0 if quick else 45.0)
+    RAW.parent.mkdir(parents=True, exist_ok=True)
+    RAW.write_text(json.dumps(raw))  # every lease and assignment, for a closer look
+    return analyse(raw)
 
 
 def figures(result: dict[str, Any]) -> dict[str, float]:

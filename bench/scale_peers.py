@@ -54,6 +54,8 @@ class ExporterLog:
     freed: list[float] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: (start time, seconds) of each ReportStatus call
+    reports: list[tuple[float, float]] = field(default_factory=list)
 
 
 class SimulatedExporter:
@@ -72,10 +74,11 @@ class SimulatedExporter:
 
     async def run(self, connected: asyncio.Semaphore) -> None:
         """Register, open the Status stream and follow it until cancelled."""
+        from jumpstarter.client.controller import CHANNEL_OPTIONS
         from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
         from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc
 
-        options = (("grpc.keepalive_time_ms", 20_000), *OWN_CONNECTION)
+        options = (*CHANNEL_OPTIONS, *OWN_CONNECTION)
         async with grpc.aio.secure_channel(self.endpoint, self.credentials, options=options) as channel:
             stub = jumpstarter_pb2_grpc.ControllerServiceStub(channel)
             reports = [
@@ -147,8 +150,10 @@ class SimulatedExporter:
         from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
 
         request = pb.ReportStatusRequest(status=int(self.status), message="")  # type: ignore[arg-type]
+        began = time.time()
         try:
             await stub.ReportStatus(request, metadata=self.metadata, timeout=60)
+            self.log.reports.append((began, time.time() - began))
         except grpc.aio.AioRpcError as exc:
             self.log.errors.append(f"report {self.status.name}: {exc.code().name} {exc.details()}")
 
@@ -221,6 +226,14 @@ def pick_selector(rng: random.Random, spec: dict[str, Any]) -> str:
     return "pool=bench"
 
 
+async def loop_lag(out: list[float]) -> None:
+    """How late this process's event loop wakes a 20 ms sleep (seconds), until cancelled."""
+    while True:
+        began = time.perf_counter()
+        await asyncio.sleep(0.02)
+        out.append(time.perf_counter() - began - 0.02)
+
+
 async def exporters_main(spec: dict[str, Any], result: Path) -> None:
     """Connect every exporter, say `ready`, run until stdin closes, write the logs."""
     credentials = grpc.ssl_channel_credentials(root_certificates=spec["ca"].encode())
@@ -230,7 +243,12 @@ async def exporters_main(spec: dict[str, Any], result: Path) -> None:
     for _ in peers:
         await connected.acquire()
     print("ready", flush=True)
+    lags: list[float] = []
+    lag = asyncio.ensure_future(loop_lag(lags))
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    lag.cancel()
+    print(f"loop lag: max {max(lags, default=0):.3f}s, p99 {sorted(lags)[int(len(lags) * .99)] if lags else 0:.3f}s",
+          file=sys.stderr)
     for task in tasks:
         task.cancel()
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
@@ -256,6 +274,9 @@ async def clients_main(spec: dict[str, Any], result: Path) -> None:
 def main() -> None:
     """`scale_peers exporters|clients SPEC RESULT`."""
     kind, spec_path, result = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    # hundreds of peers in one process: grpc's poller thread must not wait 5 ms for the GIL per
+    # hand-off to the event loop (a delay of this load generator, not of what it measures)
+    sys.setswitchinterval(0.0005)
     spec = json.loads(spec_path.read_text())
     runner = {"exporters": exporters_main, "clients": clients_main}[kind]
     asyncio.run(runner(spec, result))

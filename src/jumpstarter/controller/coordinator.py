@@ -88,6 +88,10 @@ class Coordinator:
         self._changed = asyncio.Event()
         self.presence: dict[Key, Presence] = {}
         self.positions: dict[Key, int] = {}
+        #: (store.identities_version, [(key, effective labels, enabled)] of every exporter) and the
+        #: selector matches against them: rebuilt only when an identity changes
+        self._exporters: tuple[int, list[tuple[Key, dict[str, str], bool]]] | None = None
+        self._matched: leasing.Matched = {}
         leases = store.list_leases()
         self._seq = max((lease.seq for lease in leases), default=0)
         self._wake = asyncio.Event()
@@ -404,15 +408,22 @@ class Coordinator:
             for lease in pending
         )
 
+    def _exporter_identities(self) -> list[tuple[Key, dict[str, str], bool]]:
+        version = self.store.identities_version
+        if self._exporters is None or self._exporters[0] != version:
+            found = [(i.key, i.effective_labels, i.enabled) for i in self.store.list_identities(Kind.EXPORTER)]
+            self._exporters, self._matched = (version, found), {}
+        return self._exporters[1]
+
     def _views(self, leases: list[Lease]) -> list[leasing.ExporterView]:
         held = {(lease.namespace, lease.exporter): lease.name for lease in leases if lease.exporter}
+        offline = Presence()
         views = []
-        for identity in self.store.list_identities(Kind.EXPORTER):
-            presence = self.presence.get(identity.key) or Presence()
+        for key, labels, enabled in self._exporter_identities():
+            presence = self.presence.get(key) or offline
             views.append(leasing.ExporterView(
-                namespace=identity.namespace, name=identity.name, labels=identity.effective_labels,
-                online=presence.online, status=presence.status, enabled=identity.enabled,
-                leased_by=held.get(identity.key), draining=presence.draining,
+                namespace=key[0], name=key[1], labels=labels, online=presence.online, status=presence.status,
+                enabled=enabled, leased_by=held.get(key), draining=presence.draining,
             ))
         return views
 
@@ -428,7 +439,8 @@ class Coordinator:
         pending = [lease for lease in active if lease.phase is LeasePhase.PENDING]
         if pending:
             clients = {c.key: c for c in self.store.list_identities(Kind.CLIENT)}
-            plan = leasing.schedule(now, pending, self._views(active), self.store.list_policies(), clients)
+            views = self._views(active)  # (first: it renews the matches when identities changed)
+            plan = leasing.schedule(now, pending, views, self.store.list_policies(), clients, self._matched)
             for key, reason in plan.unsatisfiable.items():
                 lease = next(lease for lease in pending if lease.key == key)
                 lease.phase, lease.message = LeasePhase.UNSATISFIABLE, reason
@@ -445,7 +457,11 @@ class Coordinator:
                 self._push((lease.namespace, exporter.name), Assignment(True, lease.name, lease.client))
                 log.info("lease %s/%s granted: exporter %s", lease.namespace, lease.name, exporter.name)
                 self._tell(lease)
+            moved = [key for key, position in plan.positions.items()
+                     if self._lease_watchers and self.positions.get(key) != position]
             self.positions = dict(plan.positions)
+            for key in moved:  # its watchers hear the new queue position at once
+                self._touch_lease(key)
         else:
             self.positions = {}
         self._wake.set()

@@ -121,8 +121,8 @@ def access_denial(
     return f"no access: no access policy admits client {client.name!r} to the matching exporters"
 
 
-#: (namespace, selector, pinned exporter name) -> the exporters matching it, within one pass
-Matched = dict[tuple[str, str, str | None], list[ExporterView]]
+#: (namespace, selector, pinned exporter name) -> positions in `exporters` of those matching it
+Matched = dict[tuple[str, str, str | None], list[int]]
 
 
 def candidates(
@@ -131,21 +131,22 @@ def candidates(
 ) -> list[ExporterView]:
     """Exporters that could ever serve `lease` (ignoring whether they are free now).
 
-    `matched` remembers selector matches across calls over the same `exporters` (leases waiting
-    in one pass mostly share a few selectors: matching each against every exporter was most of
-    the controller's time with 1,000 exporters)."""
+    `matched` remembers selector matches across calls whose `exporters` list the same exporters,
+    with the same labels, in the same order (leases waiting at once mostly share a few selectors:
+    matching each against every exporter was most of the controller's time with 1,000 exporters)."""
     key = (lease.namespace, lease.selector, lease.exporter_name)
-    pool = matched.get(key) if matched is not None else None
-    if pool is None:
+    positions = matched.get(key) if matched is not None else None
+    if positions is None:
         wanted = selector(lease.selector)
-        pool = [
-            e for e in exporters
+        positions = [
+            i for i, e in enumerate(exporters)
             if e.namespace == lease.namespace
             and (lease.exporter_name is None or e.name == lease.exporter_name)
             and wanted.matches(e.labels)
         ]
         if matched is not None:
-            matched[key] = pool
+            matched[key] = positions
+    pool = [exporters[i] for i in positions]
     if client is None or client.namespace != lease.namespace:
         return []
     if not any(p.namespace == lease.namespace for p in policies):
@@ -250,15 +251,17 @@ def schedule(
     exporters: Sequence[ExporterView],
     policies: Sequence[Policy],
     clients: dict[tuple[str, str], Identity],
+    matched: Matched | None = None,
 ) -> Plan:
-    """Assign free exporters to waiting leases that have reached their begin time."""
+    """Assign free exporters to waiting leases that have reached their begin time (`matched`:
+    selector matches kept from earlier passes over the same exporters, see `candidates`)."""
     plan = Plan()
     due = [
         lease for lease in fair_order(pending)
         if lease.phase is LeasePhase.PENDING and (lease.begin_time is None or lease.begin_time <= now)
     ]
     options: dict[tuple[str, str], list[ExporterView]] = {}
-    matched: Matched = {}
+    matched = {} if matched is None else matched
     for lease in due:
         client = clients.get((lease.namespace, lease.client))
         found = candidates(lease, exporters, policies, client, matched)

@@ -152,3 +152,49 @@ async def test_the_run_loop_still_expires_leases_on_time(tmp_path: Path) -> None
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
         await stream.aclose()  # type: ignore[attr-defined]
+
+
+def test_matches_kept_across_passes_still_see_who_is_free_now() -> None:
+    clients = {(NS, "alice"): Identity(Kind.CLIENT, NS, "alice")}
+    waiting = _lease("alice", "board=rpi")
+    busy = [ExporterView(NS, f"e{i}", {"board": "rpi"}, online=True, status=ExporterStatus.LEASE_READY,
+                         leased_by="other") for i in range(3)]
+    matched: leasing.Matched = {}
+    first = leasing.schedule(0.0, [waiting], busy, [], clients, matched)
+    assert first.assignments == [] and first.positions == {waiting.key: 1}
+    assert matched == {(NS, "board=rpi", None): [0, 1, 2]}
+    now_free = [*busy[:2], ExporterView(NS, "e2", {"board": "rpi"}, online=True, status=ExporterStatus.AVAILABLE)]
+    second = leasing.schedule(1.0, [waiting], now_free, [], clients, matched)
+    assert [(lease.name, e.name) for lease, e in second.assignments] == [(waiting.name, "e2")]
+
+
+def test_the_active_lease_cache_follows_every_write_and_ended_leases_come_from_the_file(tmp_path: Path) -> None:
+    store = SqliteStore.in_directory(tmp_path)
+    first = Lease(NS, "first", "alice", "board=rpi", 60, 1.0, seq=1, tags={"ci": "1"})
+    second = Lease("lab", "second", "bob", "board=x86", 60, 2.0, seq=2)
+    store.put_lease(second)
+    store.put_lease(first)
+    assert [lease.name for lease in store.list_leases(active_only=True)] == ["first", "second"]
+    assert [lease.name for lease in store.list_leases("lab", active_only=True)] == ["second"]
+
+    got = store.get_lease(NS, "first")
+    assert got is not None
+    got.tags["ci"] = "changed"
+    got.phase = LeasePhase.READY
+    assert store.list_leases(NS, active_only=True)[0].tags == {"ci": "1"}  # a copy was changed
+
+    store.put_lease(got)
+    assert store.list_leases(NS, active_only=True)[0].phase is LeasePhase.READY
+    got.phase, got.reason = LeasePhase.ENDED, "Released"
+    store.put_lease(got)
+    assert [lease.name for lease in store.list_leases(active_only=True)] == ["second"]
+    ended = store.get_lease(NS, "first")
+    assert ended is not None
+    assert (ended.phase, ended.reason, ended.tags) == (LeasePhase.ENDED, "Released", {"ci": "changed"})
+    assert [lease.name for lease in store.list_leases()] == ["first", "second"]
+    store.close()
+
+    reopened = SqliteStore.in_directory(tmp_path)
+    assert [(lease.name, lease.phase) for lease in reopened.list_leases(active_only=True)] == [
+        ("second", LeasePhase.PENDING)]
+    assert reopened.get_lease(NS, "first").reason == "Released"  # type: ignore[union-attr]

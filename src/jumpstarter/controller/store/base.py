@@ -45,6 +45,12 @@ class Store(Protocol):
         """Identities of a kind (in one namespace, or all), sorted by namespace and name."""
         ...
 
+    @property
+    def identities_version(self) -> int:
+        """A number that changes whenever an identity is written or deleted (what the scheduler
+        derives from the identities is kept until it changes)."""
+        ...
+
     def put_lease(self, lease: Lease) -> None:
         """Create or replace a lease."""
         ...

@@ -74,6 +74,10 @@ class SqliteStore:
         #: and only this process writes the file (callers get copies, so the cache stays exact)
         self._identities: dict[tuple[str, str, str], Identity] | None = None
         self._sorted: dict[str, list[Identity]] = {}
+        self._identities_version = 0
+        #: the active (pending and ready) leases, read once, kept like the identities: every
+        #: scheduling pass and status change reads them; ended ones are read from the file
+        self._active: dict[tuple[str, str], Lease] | None = None
 
     @classmethod
     def in_directory(cls, data_dir: Path | str) -> SqliteStore:
@@ -109,8 +113,14 @@ class SqliteStore:
             self._identities = {(row["kind"], row["namespace"], row["name"]): _identity(row) for row in rows}
         return self._identities
 
+    @property
+    def identities_version(self) -> int:
+        """Changes whenever an identity is written or deleted."""
+        return self._identities_version
+
     def _remember(self, identity: Identity | None, key: tuple[str, str, str]) -> None:
         """Keep the cache equal to the table after a write (`identity` None: deleted)."""
+        self._identities_version += 1
         if self._identities is None:
             return
         if identity is not None and identity.username is not None:
@@ -154,21 +164,35 @@ class SqliteStore:
                 lease.exporter, lease.effective_begin, lease.effective_end, lease.reason, lease.message,
             ),
         )
+        if self._active is not None:
+            if lease.active:
+                self._active[lease.key] = _lease_copy(lease)
+            else:
+                self._active.pop(lease.key, None)
+
+    def _active_leases(self) -> dict[tuple[str, str], Lease]:
+        if self._active is None:
+            rows = self._db.execute("SELECT * FROM leases WHERE phase IN (?, ?)", _ACTIVE)
+            self._active = {(row["namespace"], row["name"]): _lease(row) for row in rows}
+        return self._active
 
     def get_lease(self, namespace: str, name: str) -> Lease | None:
         """One lease, or None."""
+        active = self._active_leases().get((namespace, name))
+        if active is not None:
+            return _lease_copy(active)
         row = self._db.execute("SELECT * FROM leases WHERE namespace=? AND name=?", (namespace, name)).fetchone()
         return _lease(row) if row is not None else None
 
     def list_leases(self, namespace: str | None = None, active_only: bool = False) -> list[Lease]:
         """Leases in creation order."""
+        if active_only:
+            ordered = sorted(self._active_leases().values(), key=lambda lease: lease.seq)
+            return [_lease_copy(lease) for lease in ordered if namespace is None or lease.namespace == namespace]
         where, params = [], []
         if namespace is not None:
             where.append("namespace=?")
             params.append(namespace)
-        if active_only:
-            where.append("phase IN (?, ?)")
-            params.extend(_ACTIVE)
         sql = "SELECT * FROM leases" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq"
         return [_lease(row) for row in self._db.execute(sql, params)]
 
@@ -239,6 +263,16 @@ def _detached(identity: Identity) -> Identity:
     """A copy sharing nothing mutable with `identity` (the cache's copy stays as written)."""
     copy = Identity(*_IDENTITY_FIELDS(identity))
     copy.labels, copy.reported_labels = dict(copy.labels), dict(copy.reported_labels)
+    return copy
+
+
+_LEASE_FIELDS = attrgetter(*(f.name for f in dataclasses.fields(Lease)))
+
+
+def _lease_copy(lease: Lease) -> Lease:
+    """A copy sharing nothing mutable with `lease`."""
+    copy = Lease(*_LEASE_FIELDS(lease))
+    copy.tags = dict(copy.tags)
     return copy
 
 
