@@ -34,10 +34,13 @@ def controller_on(cli: Cli, port: int, seconds: float = 30.0) -> Iterator[Contro
         with log.open("a") as stderr:
             proc = subprocess.Popen(
                 [JMP, "controller", "run", "--address", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
-                env=cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                env=cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
             )
-        wait_until(lambda s=start, p=proc: "admin credential" in log.read_text()[s:] or p.poll() is not None,
-                   what="controller start")
+
+        def started(start: int = start, proc: subprocess.Popen[str] = proc) -> bool:
+            return "admin credential" in log.read_text()[start:] or proc.poll() is not None
+
+        wait_until(started, what="controller start")
         if proc.poll() is None:
             break
         if time.monotonic() > deadline:
