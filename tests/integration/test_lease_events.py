@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from jumpstarter.config.client import ClientConfig
-from tests.integration.conftest import Cli, assert_clean_failure, wait_until
+from tests.integration.conftest import JMP, Cli, assert_clean_failure, wait_until
 from tests.integration.test_controller import controller, create_clients, exporter, exporters
 from tests.integration.test_router import client_config, shell
+
+if TYPE_CHECKING:
+    from jumpstarter.controller.coordinator import Coordinator
 
 
 def test_shell_warns_before_expiry_says_expired_and_stops_the_command(cli: Cli) -> None:
@@ -101,7 +107,7 @@ def test_release_and_expiry_are_pushed_to_the_watcher_at_once(cli: Cli, monkeypa
 
 
 @asynccontextmanager
-async def _upstream_like_controller(tmp: Path) -> AsyncIterator[tuple[ClientConfig, object]]:
+async def _upstream_like_controller(tmp: Path) -> AsyncIterator[tuple[ClientConfig, Coordinator]]:
     """Our client.v1 ClientService alone (no LeaseWatchService, like upstream's controller) on a
     loopback port, with a client `alice` and an offline exporter `rpi1` (leases stay Pending)."""
     import grpc
@@ -169,3 +175,153 @@ def test_warning_threshold_from_the_environment(text: str, monkeypatch: pytest.M
     monkeypatch.delenv("JMP_LEASE_WARN_BEFORE")
     config = ClientConfig.model_validate({"leases": {"warn_before": 90}})
     assert warn_before(config) == 90.0
+
+
+# ---- waiting for a lease: the grant and queue positions are pushed -----------------------------
+
+
+async def _queue_behind_a_holder(config: ClientConfig) -> dict[str, float]:
+    """Holder A, then B and C queued behind it: C's positions and B's grant once A is released,
+    then C's grant once B is; seconds from each release (the call returning) to the waiter hearing."""
+    from jumpstarter.client.lease import ControllerSession, wait_ready
+
+    session = ControllerSession(config)
+    try:
+        names = []
+        for _ in range(3):
+            created = await session.create_lease("board=rpi", 600)
+            names.append(created.name.rsplit("/", 1)[-1])
+        holder, second, third = names
+        said: dict[str, asyncio.Queue[tuple[str, float]]] = {second: asyncio.Queue(), third: asyncio.Queue()}
+
+        async def wait(name: str) -> float:
+            await wait_ready(session, name, lambda line: said[name].put_nowait((line, time.time())), 30)
+            return time.time()
+
+        second_ready, third_ready = asyncio.ensure_future(wait(second)), asyncio.ensure_future(wait(third))
+        assert (await asyncio.wait_for(said[third].get(), 10))[0] == f"lease {third}: waiting, position 2 in queue"
+        assert (await asyncio.wait_for(said[second].get(), 10))[0] == f"lease {second}: waiting, position 1 in queue"
+        await session.release_lease(holder)
+        released = time.time()
+        granted = await asyncio.wait_for(second_ready, 30)
+        line, moved = await asyncio.wait_for(said[third].get(), 30)
+        assert line == f"lease {third}: waiting, position 1 in queue"
+        assert not third_ready.done()
+        await session.release_lease(second)
+        released_again = time.time()
+        granted_again = await asyncio.wait_for(third_ready, 30)
+        await session.release_lease(third)
+        return {"grant": granted - released, "moved": moved - released, "grant_again": granted_again - released_again}
+    finally:
+        await session.close()
+
+
+def test_a_queued_lease_hears_of_its_grant_and_new_position_at_once(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jumpstarter.client import lease, lease_watch
+
+    # were the lease polled rather than pushed, a waiter would hear of any change only after a minute
+    monkeypatch.setattr(lease, "PENDING_POLL", 60.0)
+    monkeypatch.setattr(lease_watch, "WATCH_POLL", 60.0)
+    with controller(cli):
+        create_clients(cli, "alice")
+        with exporter(cli, "rpi1", "board=rpi"):
+            wait_until(lambda: exporters(cli, "alice")["rpi1"]["status"] == "Available", what="exporter available")
+            took = asyncio.run(_queue_behind_a_holder(client_config(cli, "alice")))
+    print("release -> " + ", ".join(f"{key} {value * 1000:.1f} ms" for key, value in took.items()))
+    # each includes the exporter's afterLease round trip; polling would have taken 60 s
+    assert all(value < 10 for value in took.values()), took
+
+
+def _queued(log: Path) -> bool:
+    return "waiting, position" in log.read_text()
+
+
+def test_jmp_create_lease_shows_its_queue_position_until_granted(cli: Cli) -> None:
+    with controller(cli):
+        create_clients(cli, "alice")
+        with exporter(cli, "rpi1", "board=rpi"):
+            wait_until(lambda: exporters(cli, "alice")["rpi1"]["status"] == "Available", what="exporter available")
+            held = cli.jmp("create", "lease", "--client", "alice", "-l", "board=rpi", "--duration", "10m", "-o", "name")
+            assert held.returncode == 0, held.stderr
+            logs = [cli.tmp / "second.log", cli.tmp / "third.log"]
+            waiting = []
+            for log in logs:
+                with log.open("w") as stderr:
+                    waiting.append(subprocess.Popen(
+                        [JMP, "--log-level", "DEBUG", "create", "lease", "--client", "alice", "-l", "board=rpi",
+                         "--duration", "10m", "-o", "name"],
+                        env=cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                    ))
+                    wait_until(partial(_queued, log), what=f"{log.stem} queued")
+            try:
+                assert "position 2 in queue" in logs[1].read_text()
+                released = cli.jmp("delete", "leases", held.stdout.strip(), "--client", "alice")
+                assert released.returncode == 0, released.stderr
+                second, _ = waiting[0].communicate(timeout=20)
+                assert waiting[0].returncode == 0, logs[0].read_text()
+                wait_until(lambda: "position 1 in queue" in logs[1].read_text(), what="third moved up")
+                assert waiting[1].poll() is None
+                released = cli.jmp("delete", "leases", second.strip(), "--client", "alice")
+                assert released.returncode == 0, released.stderr
+                third, _ = waiting[1].communicate(timeout=20)
+                assert waiting[1].returncode == 0, logs[1].read_text()
+            finally:
+                for proc in waiting:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+            assert cli.jmp("delete", "leases", third.strip(), "--client", "alice").returncode == 0
+    for log in logs:
+        text = log.read_text()
+        assert "Traceback" not in text and "polling lease" not in text, text  # pushed, not polled
+    lines = [line.split("waiting, ", 1)[1] for line in logs[1].read_text().splitlines() if "waiting, " in line]
+    assert lines == ["position 2 in queue", "position 1 in queue"], logs[1].read_text()
+
+
+def test_waiting_for_a_lease_polls_a_controller_without_the_watch_service(tmp_path: Path) -> None:
+    from jumpstarter.client import lease as client_lease
+    from jumpstarter.client.lease import ControllerSession, wait_ready
+    from jumpstarter.errors import ArgumentError, ExporterBusyError, LeaseEndedError
+    from jumpstarter.exporter.status import ExporterStatus
+
+    async def scenario() -> tuple[float, dict[str, list[str]]]:
+        async with _upstream_like_controller(tmp_path) as (config, coordinator):
+            # what an exporter's Status stream does: online while this iterates
+            presence: Any = coordinator.status_stream("default", "rpi1")
+            await anext(presence)
+            coordinator.report_status("default", "rpi1", ExporterStatus.AVAILABLE, "")
+            session = ControllerSession(config)
+            try:
+                said: dict[str, list[str]] = {"second": [], "third": []}
+                names = []
+                for _ in range(3):
+                    created = await session.create_lease("board=rpi", 600)
+                    names.append(created.name.rsplit("/", 1)[-1])
+                holder, second, third = names
+                waiter = asyncio.ensure_future(wait_ready(session, second, said["second"].append, 20))
+                with pytest.raises(ExporterBusyError, match=f"lease {third} not ready after 0.3s: position 2 in q"):
+                    await wait_ready(session, third, said["third"].append, 0.3)
+                await session.release_lease(holder)
+                coordinator.report_status("default", "rpi1", ExporterStatus.AVAILABLE, "")  # its afterLease is done
+                since = time.time()
+                ready = await asyncio.wait_for(waiter, 10)
+                took = time.time() - since
+                assert ready.exporter == "rpi1"
+                await session.release_lease(third)
+                with pytest.raises(LeaseEndedError, match=f"lease {third} has ended: released"):
+                    await wait_ready(session, third, lambda _: None, 5)
+                unsatisfiable = await session.create_lease("board=none", 600)
+                with pytest.raises(ArgumentError, match="is unsatisfiable: no exporter matches"):
+                    await wait_ready(session, unsatisfiable.name.rsplit("/", 1)[-1], lambda _: None, 5)
+                return took, {key: [line.replace(name, "NAME") for line in lines]
+                              for (key, lines), name in zip(said.items(), (second, third), strict=True)}
+            finally:
+                await session.close()
+                await presence.aclose()
+
+    took, said = asyncio.run(scenario())
+    assert took <= client_lease.PENDING_POLL + 1.0  # found by polling GetLease
+    assert said == {"second": ["lease NAME: waiting, position 1 in queue"],
+                    "third": ["lease NAME: waiting, position 2 in queue"]}

@@ -247,7 +247,7 @@ def create_lease(client: str | None, client_config: Path | None, selector: tuple
 
     With --begin-time the lease waits for that time, then gets an exporter (its duration counts
     from when it does); --acquisition-timeout then counts from the begin time."""
-    from jumpstarter.errors import ExporterBusyError
+    from jumpstarter.client.controller import ControllerClient
     from jumpstarter.protocol.client.v1 import client_pb2
 
     if not selector and not exporter_name:
@@ -259,31 +259,33 @@ def create_lease(client: str | None, client_config: Path | None, selector: tuple
     begin = _begin_time(begin_time)
     if begin is not None:
         spec.begin_time.CopyFrom(begin)
-    conn, namespace = _connect(client, client_config)
-    with conn:
-        stub = conn.client_stub()
-        lease = conn.call(stub.CreateLease, client_pb2.CreateLeaseRequest(
-            parent=f"namespaces/{namespace}", lease_id=lease_id, lease=spec))
-        phase, message = lease_phase(lease)
-        shown = ""
+    config = load_client_config(client, client_config)
+    with ControllerClient(config) as conn:
+        lease = conn.call(conn.client_stub().CreateLease, client_pb2.CreateLeaseRequest(
+            parent=f"namespaces/{config.metadata.namespace or 'default'}", lease_id=lease_id, lease=spec))
+    phase, message = lease_phase(lease)
+    if wait and phase == "Pending":
+        import asyncio
+
         until_begin = max(0.0, begin.ToNanoseconds() / 1e9 - time.time()) if begin is not None else 0.0
-        deadline = time.monotonic() + until_begin + acquisition_timeout
-        while wait and phase == "Pending":
-            if message != shown:
-                click.echo(f"lease {_short(lease.name)}: waiting, {message}", err=True)
-                shown = message
-            if time.monotonic() > deadline:
-                raise ExporterBusyError(
-                    f"lease {_short(lease.name)} not ready after {acquisition_timeout:g}s: {message}"
-                )
-            time.sleep(0.2)
-            lease = conn.call(stub.GetLease, client_pb2.GetLeaseRequest(name=lease.name))
-            phase, message = lease_phase(lease)
+        lease = asyncio.run(_wait_granted(config, _short(lease.name), until_begin + acquisition_timeout))
+        phase, message = lease_phase(lease)
     if phase in ("Unsatisfiable", "Invalid"):
         from jumpstarter.errors import ArgumentError
 
         raise ArgumentError(f"lease {_short(lease.name)} is {phase.lower()}: {message}")
     _print_leases([lease], output)
+
+
+async def _wait_granted(config: Any, name: str, patience: float) -> Any:
+    """The lease once Ready (the controller pushes its grant and queue positions)."""
+    from jumpstarter.client.lease import ControllerSession, wait_granted
+
+    session = ControllerSession(config)
+    try:
+        return await wait_granted(session, name, lambda line: click.echo(line, err=True), patience)
+    finally:
+        await session.close()
 
 
 def _print_leases(leases: list[Any], output: str | None) -> None:

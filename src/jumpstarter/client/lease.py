@@ -38,7 +38,7 @@ log = logging.getLogger("jumpstarter.client.lease")
 
 #: Errors after which dialing again may work (the controller or exporter is briefly away).
 RETRYABLE = (ConnectionLostError, ExporterNotReadyError, TimeoutError)
-#: How often a waiting lease is looked at.
+#: How often a waiting lease is looked at when the controller cannot push its changes (upstream's).
 PENDING_POLL = 0.2
 
 
@@ -160,25 +160,42 @@ async def wait_ready(
     session: ControllerSession, name: str, progress: Callable[[str], None], patience: float
 ) -> ReadyLease:
     """Wait up to `patience` seconds until lease `name` is Ready, reporting its queue position
-    through `progress`."""
-    deadline = time.monotonic() + patience
-    shown = ""
-    while True:
-        lease = await session.get_lease(name)
-        phase, message = lease_phase(lease)
-        if phase == "Ready":
-            expires = lease.effective_end_time.ToNanoseconds() / 1e9 if lease.HasField("effective_end_time") else None
-            return ReadyLease(name, _short(lease.exporter), expires)
-        if phase in ("Unsatisfiable", "Invalid"):
-            raise ArgumentError(f"lease {name} is {phase.lower()}: {message}")
-        if phase == "Ended":
-            raise LeaseEndedError(f"lease {name} has ended: {ended_message(lease)}")
-        if message != shown:
-            progress(f"lease {name}: waiting, {message}")
-            shown = message
-        if time.monotonic() > deadline:
-            raise ExporterBusyError(f"lease {name} not ready after {patience:g}s: {message}")
-        await asyncio.sleep(PENDING_POLL)
+    through `progress` whenever it changes (see `wait_granted`)."""
+    lease = await wait_granted(session, name, progress, patience)
+    expires = lease.effective_end_time.ToNanoseconds() / 1e9 if lease.HasField("effective_end_time") else None
+    return ReadyLease(name, _short(lease.exporter), expires)
+
+
+async def wait_granted(
+    session: ControllerSession, name: str, progress: Callable[[str], None], patience: float
+) -> Any:
+    """Lease `name` (a `client.v1.Lease`) once Ready, waiting up to `patience` seconds and
+    reporting its queue position through `progress` whenever it changes (ExporterBusyError when
+    it is not ready in time; ArgumentError when it is unsatisfiable or invalid, LeaseEndedError
+    when it has ended). The controller pushes the grant and every position change; one that
+    cannot (upstream's) is asked every PENDING_POLL seconds."""
+    from jumpstarter.client.lease_watch import lease_updates
+
+    shown = message = ""
+    updates = lease_updates(session, name, PENDING_POLL)
+    try:
+        async with asyncio.timeout(patience) as limit, contextlib.aclosing(updates):
+            async for lease, _ in updates:
+                phase, message = lease_phase(lease)
+                if phase == "Ready":
+                    return lease
+                if phase in ("Unsatisfiable", "Invalid"):
+                    raise ArgumentError(f"lease {name} is {phase.lower()}: {message}")
+                if phase == "Ended":
+                    raise LeaseEndedError(f"lease {name} has ended: {ended_message(lease)}")
+                if message != shown:
+                    progress(f"lease {name}: waiting, {message}")
+                    shown = message
+    except TimeoutError:
+        if not limit.expired():
+            raise
+        raise ExporterBusyError(f"lease {name} not ready after {patience:g}s: {message or 'waiting'}") from None
+    raise LeaseEndedError(f"lease {name} has ended")  # (the updates stop only once it has)
 
 
 @dataclass(eq=False)

@@ -1,9 +1,10 @@
-"""Watching a lease from the client side: hear at once when it ends (and why), when its exporter
-goes away or comes back, and shortly before it expires.
+"""Watching a lease from the client side: hear at once when it is granted, when it ends (and why),
+when its exporter goes away or comes back, and shortly before it expires.
 
 The controller pushes every change to the lease (`jumpstarter.admin.v1.LeaseWatchService`, ours);
 against a controller without that service (upstream's answers UNIMPLEMENTED) the lease is polled
-with GetLease every `WATCH_POLL` seconds instead.
+with GetLease instead (a running lease every `WATCH_POLL` seconds). `lease_updates` is the one
+consumer of that stream: `watch_lease` here and `wait_ready` (client/lease.py) both read it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,14 +48,34 @@ async def watch_lease(
     watch = _LeaseWatch(name, ended, notice, warn_before)
     warner = asyncio.ensure_future(watch.warn())
     try:
-        try:
-            await _follow_pushed(session, name, watch)
-        except NotImplementedError:
-            log.debug("the controller cannot push lease changes; polling lease %s", name)
-            await _follow_polled(session, name, watch)
+        updates = lease_updates(session, name, WATCH_POLL, exporter_online=notice is not None)
+        async with contextlib.aclosing(updates):
+            async for lease, online in updates:
+                if watch.seen(lease, online):
+                    return
     finally:
         warner.cancel()
         await asyncio.gather(warner, return_exceptions=True)
+
+
+async def lease_updates(
+    session: ControllerSession, name: str, poll: float, exporter_online: bool = False
+) -> AsyncGenerator[tuple[Any, bool | None], None]:
+    """Lease `name` (a `client.v1.Lease`) as it is now and after every change, with whether its
+    exporter is online (None: unknown), until it has ended; a controller that is away is waited
+    for. Pushed by the controller (`LeaseWatchService.WatchLease`); one without that service
+    (upstream's) is asked with GetLease every `poll` seconds instead (and, with `exporter_online`,
+    GetExporter too). Close it (`contextlib.aclosing`) when leaving early: that ends the stream."""
+    try:
+        async with contextlib.aclosing(_pushed(session, name)) as pushed:
+            async for update in pushed:
+                yield update
+        return
+    except NotImplementedError:
+        log.debug("the controller cannot push lease changes; polling lease %s", name)
+    async with contextlib.aclosing(_polled(session, name, poll, exporter_online)) as polled:
+        async for update in polled:
+            yield update
 
 
 @dataclass(eq=False)
@@ -114,8 +135,8 @@ class _LeaseWatch:
                     await self._rearm.wait()
 
 
-async def _follow_pushed(session: ControllerSession, name: str, watch: _LeaseWatch) -> None:
-    """Follow the controller's pushed lease events until the lease ends (reconnecting while the
+async def _pushed(session: ControllerSession, name: str) -> AsyncGenerator[tuple[Any, bool | None], None]:
+    """The controller's pushed lease events until the lease ends (reconnecting while the
     controller is away); NotImplementedError when the controller has no LeaseWatchService."""
     from jumpstarter.protocol.admin.v1 import leases_pb2, leases_pb2_grpc
 
@@ -123,33 +144,40 @@ async def _follow_pushed(session: ControllerSession, name: str, watch: _LeaseWat
     request = leases_pb2.WatchLeaseRequest(name=session.lease_path(name))
     delay = RECONNECT[0]
     while True:
+        call = stub.WatchLease(request, metadata=session.metadata)
         try:
-            async for event in stub.WatchLease(request, metadata=session.metadata):
+            async for event in call:
                 delay = RECONNECT[0]
-                if watch.seen(event.lease, event.exporter_online):
-                    return
+                yield event.lease, event.exporter_online
+            return  # the controller ends the stream once the lease has ended
         except grpc.aio.AioRpcError as exc:
             error = translate(exc, session.endpoint)
             if not isinstance(error, (ConnectionLostError, TimeoutError)):
                 raise error from None
             log.debug("lease watch interrupted (%s); again in %.1fs", error, delay)
+        finally:
+            call.cancel()  # (a no-op once it has ended; ends it when the reader leaves early)
         await asyncio.sleep(delay)  # the controller is away (or restarting): it takes a moment
         delay = min(delay * 2, RECONNECT[1])
 
 
-async def _follow_polled(session: ControllerSession, name: str, watch: _LeaseWatch) -> None:
-    """Look at the lease (and its exporter) every WATCH_POLL seconds until it ends."""
+async def _polled(
+    session: ControllerSession, name: str, poll: float, exporter_online: bool
+) -> AsyncGenerator[tuple[Any, bool | None], None]:
+    """The lease (and its exporter's connection) every `poll` seconds until it has ended."""
     from jumpstarter.protocol.client.v1 import client_pb2
 
     while True:
-        await asyncio.sleep(WATCH_POLL)
         try:
             lease = await session.get_lease(name)
             online = None
-            if watch.notice is not None and lease.HasField("exporter"):
+            if exporter_online and lease.HasField("exporter"):
                 request = client_pb2.GetExporterRequest(name=lease.exporter)
                 online = (await session.call(session.clients().GetExporter, request)).online
-            if watch.seen(lease, online):
-                return
         except (ConnectionLostError, TimeoutError):
+            await asyncio.sleep(poll)
             continue
+        yield lease, online
+        if lease_phase(lease)[0] not in ("Ready", "Pending", "Unknown"):
+            return
+        await asyncio.sleep(poll)
