@@ -325,3 +325,54 @@ def test_waiting_for_a_lease_polls_a_controller_without_the_watch_service(tmp_pa
     assert took <= client_lease.PENDING_POLL + 1.0  # found by polling GetLease
     assert said == {"second": ["lease NAME: waiting, position 1 in queue"],
                     "third": ["lease NAME: waiting, position 2 in queue"]}
+
+
+@pytest.mark.slow
+def test_a_waiting_client_hears_of_its_grant_across_a_controller_restart(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from jumpstarter.client import lease
+    from jumpstarter.client.lease import ControllerSession, ReadyLease, wait_ready
+    from tests.integration.test_controller_restart import controller_on, kill
+
+    monkeypatch.setattr(lease, "PENDING_POLL", 60.0)  # a grant heard within the test is a pushed one
+    said: list[str] = []
+    outcome: list[ReadyLease | BaseException] = []
+
+    def wait(config: ClientConfig, name: str) -> None:
+        async def waiting() -> ReadyLease:
+            session = ControllerSession(config)
+            try:
+                return await wait_ready(session, name, said.append, 60)
+            finally:
+                await session.close()
+
+        try:
+            outcome.append(asyncio.run(waiting()))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with controller(cli) as first:
+        port = first.port
+        create_clients(cli, "alice")
+        with exporter(cli, "rpi1", "board=rpi"):
+            wait_until(lambda: exporters(cli, "alice")["rpi1"]["status"] == "Available", what="exporter available")
+            for name in ("held", "waiting"):
+                created = cli.jmp("create", "lease", "--client", "alice", "-l", "board=rpi", "--duration", "10m",
+                                  "--lease-id", name, "--no-wait", "-o", "name")
+                assert created.returncode == 0, created.stderr
+            waiter = threading.Thread(target=wait, args=(client_config(cli, "alice"), "waiting"), daemon=True)
+            waiter.start()
+            wait_until(lambda: said, what="the waiter's first event")
+            kill(first)
+            with controller_on(cli, port):
+                wait_until(lambda: exporters(cli, "alice")["rpi1"]["online"], what="exporter reconnected")
+                assert not outcome, outcome
+                released = cli.jmp("delete", "leases", "held", "--client", "alice")
+                assert released.returncode == 0, released.stderr
+                waiter.join(30)
+    assert said == ["lease waiting: waiting, position 1 in queue"]
+    assert len(outcome) == 1 and isinstance(outcome[0], ReadyLease), outcome
+    assert outcome[0].exporter == "rpi1"
