@@ -1,7 +1,9 @@
 """Run every benchmark, print the table (ours, floor, ratio, target) and write bench/out/latest.json.
 
-    python bench/run.py            # 3 rounds, ~2 minutes
-    python bench/run.py --quick    # 1 short round, ~20 seconds
+    python bench/run.py            # everything: 3 rounds of the core figures (~2 minutes), then scale
+    python bench/run.py --quick    # 1 short round, ~20 seconds, and a short scale run
+    python bench/run.py scale      # only the controller at scale (bench_scale.py, ~2 minutes)
+    python bench/run.py core       # only the core figures
 
 Each round measures the bare-grpcio floor and ours against two child-process servers started once
 for the run (figures with a ratio target alternate between floor and ours in small blocks); every
@@ -25,7 +27,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import baseline, bench_calls, bench_startup, bench_streams, targets
+from bench import baseline, bench_calls, bench_scale, bench_startup, bench_streams, targets
 from bench.harness import (
     Settings,
     child_server,
@@ -36,6 +38,8 @@ from bench.harness import (
 )
 
 OUT = Path(__file__).resolve().parent / "out"
+#: The parts `run.py` can run (all by default).
+PARTS = ("core", "scale")
 
 
 def _prefixed(prefix: str, figures: dict[str, Any]) -> dict[str, Any]:
@@ -179,22 +183,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one short round (~20 s)")
     parser.add_argument("--rounds", type=int, help="rounds of the call/stream figures (default 3, quick 1)")
     parser.add_argument("--out", type=Path, default=OUT / "latest.json", help="where to write the JSON")
+    parser.add_argument("parts", nargs="*", metavar="PART", help=f"what to run: {', '.join(PARTS)} (default: all)")
     args = parser.parse_args(argv)
+    parts = set(args.parts) or set(PARTS)
+    if parts - set(PARTS):
+        parser.error(f"unknown part(s) {', '.join(sorted(parts - set(PARTS)))}: choose from {', '.join(PARTS)}")
     settings = Settings.quick() if args.quick else Settings()
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = (args.rounds or (1 if args.quick else 3)) if "core" in parts else 0
 
     began = time.perf_counter()
     info = machine()
     busy_before, own_before = busy_cpu_seconds(), own_cpu_seconds()
-    samples = []
-    with child_server("bare") as bare_path, child_server("jumpstarter") as ours_path, event_loop() as portal:
-        for index in range(rounds):
-            samples.append(run_round(bare_path, ours_path, settings, portal))
-            print(f"round {index + 1}/{rounds} done at {time.perf_counter() - began:.0f} s", file=sys.stderr)
-    figures = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
-    figures.update(_prefixed("startup", bench_startup.measure(settings)))
-    figures = targets.add_derived(figures)
-    rows = targets.evaluate(figures)
+    samples: list[dict[str, float]] = []
+    figures: dict[str, float] = {}
+    rows: list[dict[str, Any]] = []
+    if "core" in parts:
+        with child_server("bare") as bare_path, child_server("jumpstarter") as ours_path, event_loop() as portal:
+            for index in range(rounds):
+                samples.append(run_round(bare_path, ours_path, settings, portal))
+                print(f"round {index + 1}/{rounds} done at {time.perf_counter() - began:.0f} s", file=sys.stderr)
+        figures = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
+        figures.update(_prefixed("startup", bench_startup.measure(settings)))
+        figures = targets.add_derived(figures)
+        rows = targets.evaluate(figures)
+    scale = None
+    if "scale" in parts:
+        scale = bench_scale.measure(quick=args.quick)
+        figures.update(bench_scale.figures(scale))
+        rows += [row.evaluate(figures) for row in bench_scale.ROWS]
     elapsed = time.perf_counter() - began
     # CPU the rest of the machine used meanwhile: the noise the ratios are meant to absorb
     foreign = max(0.0, (busy_cpu_seconds() - busy_before) - (own_cpu_seconds() - own_before))
@@ -203,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n".join(table_lines(rows)))
     print()
-    for key, unit in targets.FLOOR_FIGURES:
+    for key, unit in targets.FLOOR_FIGURES if "core" in parts else ():
         print(f"{key:<42} {_number(figures.get(key)):>10} {unit}")
     missed = [r["label"] for r in rows if r["met"] is False]
     print(f"\n{len(missed)} target(s) not met; {rounds} round(s) in {elapsed:.0f} s; source {info['source']}")
@@ -222,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "figures": figures,
         "samples": samples,
+        "scale": scale,
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(rows, figures))

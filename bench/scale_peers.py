@@ -174,20 +174,30 @@ class LeaseRecord:
     error: str = ""
 
 
-async def run_client(spec: dict[str, Any], entry: dict[str, Any], seconds: float, out: list[LeaseRecord]) -> None:
-    """Lease, wait, hold, release, pause, until `seconds` have passed (the current lease is finished)."""
+async def connect_client(spec: dict[str, Any], entry: dict[str, Any]) -> Any:
+    """The CLI's `ControllerSession` for one client, on a connection of its own, connected."""
     from jumpstarter.client.controller import CHANNEL_OPTIONS
-    from jumpstarter.client.lease import ControllerSession, lease_phase, wait_ready
+    from jumpstarter.client.lease import ControllerSession
     from jumpstarter.config.client import ClientConfig
     from jumpstarter.config.common import ObjectMeta, TLSConfig
 
     config = ClientConfig(metadata=ObjectMeta(name=entry["name"], namespace="default"), endpoint=spec["endpoint"],
                           tls=TLSConfig(ca=spec["ca"]), token=entry["token"])
-    rng = random.Random(entry["name"])
     session = ControllerSession(config)
-    await session.channel.close(None)  # the CLI's session, on a connection of its own
+    await session.channel.close(None)
     creds = grpc.ssl_channel_credentials(root_certificates=spec["ca"].encode())
     session.channel = grpc.aio.secure_channel(spec["endpoint"], creds, options=(*CHANNEL_OPTIONS, *OWN_CONNECTION))
+    await asyncio.wait_for(session.channel.channel_ready(), 60)
+    return session
+
+
+async def run_client(
+    spec: dict[str, Any], entry: dict[str, Any], session: Any, seconds: float, out: list[LeaseRecord]
+) -> None:
+    """Lease, wait, hold, release, pause, until `seconds` have passed (the current lease is finished)."""
+    from jumpstarter.client.lease import lease_phase, wait_ready
+
+    rng = random.Random(entry["name"])
     hold, pause = spec["hold"], spec["pause"]
     deadline = time.time() + seconds
     await asyncio.sleep(rng.uniform(0, pause[1]))  # clients do not start in lockstep
@@ -260,13 +270,18 @@ async def exporters_main(spec: dict[str, Any], result: Path) -> None:
 
 
 async def clients_main(spec: dict[str, Any], result: Path) -> None:
-    """Say `ready`, wait for `go`, run every client for `spec['seconds']`, write the records."""
+    """Connect every client, say `ready`, wait for `go`, run them for `spec['seconds']`, write the
+    records."""
+    sessions = await asyncio.gather(*(connect_client(spec, entry) for entry in spec["peers"]))
     print("ready", flush=True)
     line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     if line.strip() != "go":
         return
     records: list[LeaseRecord] = []
-    await asyncio.gather(*(run_client(spec, entry, spec["seconds"], records) for entry in spec["peers"]))
+    await asyncio.gather(*(
+        run_client(spec, entry, session, spec["seconds"], records)
+        for entry, session in zip(spec["peers"], sessions, strict=True)
+    ))
     result.write_text(json.dumps([asdict(r) for r in records]))  # noqa: ASYNC240 (the run is over)
     print("done", flush=True)
 
