@@ -200,7 +200,8 @@ async def run_client(
     rng = random.Random(entry["name"])
     hold, pause = spec["hold"], spec["pause"]
     deadline = time.time() + seconds
-    await asyncio.sleep(rng.uniform(0, pause[1]))  # clients do not start in lockstep
+    # spread over one mean cycle, as independent users are: no burst of 200 requests at the start
+    await asyncio.sleep(rng.uniform(0, sum(hold) / 2 + sum(pause) / 2))
     try:
         while time.time() < deadline:
             record = LeaseRecord(entry["name"], pick_selector(rng, spec), time.time())
