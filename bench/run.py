@@ -1,9 +1,10 @@
 """Run every benchmark, print the table (ours, floor, ratio, target) and write bench/out/latest.json.
 
-    python bench/run.py            # everything: 3 rounds of the core figures (~2 minutes), then scale
+    python bench/run.py            # everything: 3 rounds of the core figures (~2 minutes), lease, scale
     python bench/run.py --quick    # 1 short round, ~20 seconds, and a short scale run
     python bench/run.py scale      # only the controller at scale (bench_scale.py, ~2 minutes)
     python bench/run.py core       # only the core figures
+    python bench/run.py lease      # only lease request -> Ready from a client (bench_lease.py, ~10 s)
 
 Each round measures the bare-grpcio floor and ours against two child-process servers started once
 for the run (figures with a ratio target alternate between floor and ours in small blocks); every
@@ -27,7 +28,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import baseline, bench_calls, bench_scale, bench_startup, bench_streams, targets
+from bench import baseline, bench_calls, bench_lease, bench_scale, bench_startup, bench_streams, targets
 from bench.harness import (
     Settings,
     child_server,
@@ -39,7 +40,7 @@ from bench.harness import (
 
 OUT = Path(__file__).resolve().parent / "out"
 #: The parts `run.py` can run (all by default).
-PARTS = ("core", "scale")
+PARTS = ("core", "lease", "scale")
 
 
 def _prefixed(prefix: str, figures: dict[str, Any]) -> dict[str, Any]:
@@ -207,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         figures = targets.add_derived(figures)
         rows = targets.evaluate(figures)
     scale = None
+    if "lease" in parts:
+        figures.update(bench_lease.measure(quick=args.quick))
+        rows += [row.evaluate(figures) for row in bench_lease.ROWS]
     if "scale" in parts:
         scale = bench_scale.measure(quick=args.quick)
         figures.update(bench_scale.figures(scale))
