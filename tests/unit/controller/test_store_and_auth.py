@@ -118,3 +118,14 @@ def test_bad_tokens(store: SqliteStore, tmp_path: Path, mangle: str) -> None:
         token = f"{header}.{payload[:-4]}AAAA.{signature}"
     with pytest.raises(UnauthenticatedError, match="unauthenticated"):
         authority.verify(token)
+
+
+def test_one_store_per_data_directory(store: SqliteStore, tmp_path: Path) -> None:
+    import os
+
+    from jumpstarter.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=f"in use by another controller \\(pid {os.getpid()}\\)"):
+        SqliteStore.in_directory(tmp_path)
+    store.close()
+    SqliteStore.in_directory(tmp_path).close()  # free again once closed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sqlite3
 from operator import attrgetter
 from pathlib import Path
@@ -49,6 +50,7 @@ class SqliteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = _lock_exclusively(self.path.with_name(self.path.name + ".lock"))
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -246,6 +248,32 @@ class SqliteStore:
     def close(self) -> None:
         """Close the database (a WAL checkpoint folds the log back into the file)."""
         self._db.close()
+        self._lock.close()  # releases the lock (as the kernel does when the process dies)
+
+
+def _lock_exclusively(path: Path) -> Any:
+    """Hold an exclusive lock on `path` for as long as the returned file is open: one controller
+    per data directory, because this store caches what it writes. Names the holder otherwise."""
+    import fcntl
+
+    from jumpstarter.errors import ConfigurationError
+
+    handle = open(path, "a+")  # kept open on purpose: the lock lives as long as the store
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise ConfigurationError(
+            f"{path.parent} is in use by another controller (pid {holder}); "
+            "one controller per data directory"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def _identity(row: sqlite3.Row) -> Identity:
