@@ -227,15 +227,21 @@ def get(kind: str, name: str | None, namespace: str, output: str | None, admin_c
         else:
             request = admin_pb2.ListIdentitiesRequest(kind=kind.rstrip("s"), namespace=namespace)
             found = list(conn.call(stub.ListIdentities, request).identities)
+    structured = output in ("json", "yaml")  # labels as a mapping there, as `jmp get exporters` does
     items = [
         {
             "name": i.name, "namespace": i.namespace, "username": i.username or None,
-            "labels": ",".join(f"{k}={v}" for k, v in sorted({**i.reported_labels, **i.labels}.items())),
+            "labels": _merged(i) if structured else ",".join(f"{k}={v}" for k, v in sorted(_merged(i).items())),
             "created": i.created.ToDatetime().isoformat(timespec="seconds") + "Z",
         }
         for i in found
     ]
     print_items(items, ["name", "namespace", "labels", "created"], output)
+
+
+def _merged(identity: Any) -> dict[str, str]:
+    """An identity's labels: the administrator's over the ones it reports."""
+    return {**identity.reported_labels, **identity.labels}
 
 
 @admin.command("delete")

@@ -104,6 +104,7 @@ def run(
 
     from anyio.from_thread import start_blocking_portal
 
+    from jumpstarter.cli.signals import terminate_as_interrupt
     from jumpstarter.client.lease import ControllerSession
 
     end = _LeaseEnd()
@@ -113,6 +114,7 @@ def run(
     from jumpstarter.streams.loops import anyio_options
 
     with (
+        terminate_as_interrupt(lambda: end.child),  # a cancelled CI job releases its lease too
         start_blocking_portal("asyncio", anyio_options()) as portal,
         tempfile.TemporaryDirectory(prefix="jmp-lease-") as tmp,
     ):

@@ -54,6 +54,20 @@ def _connect(client: str | None, client_config: Path | None) -> Any:
     return ControllerClient(config), config.metadata.namespace or "default"
 
 
+def checked_selector(selector: tuple[str, ...]) -> str:
+    """The `-l` options joined with `,`, checked here so that a malformed selector is a usage
+    error (exit code 2, a caret under the offending token) before anything is sent."""
+    from jumpstarter.controller.selectors import parse_selector
+    from jumpstarter.errors import ConfigurationError
+
+    text = ",".join(selector)
+    try:
+        parse_selector(text)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    return text
+
+
 def _short(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
@@ -114,7 +128,8 @@ def get_exporters(client: str | None, client_config: Path | None, selector: tupl
     with conn:
         stub = conn.client_stub()
         parent = f"namespaces/{namespace}"
-        found = conn.call(stub.ListExporters, client_pb2.ListExportersRequest(parent=parent, filter=",".join(selector)))
+        wanted = client_pb2.ListExportersRequest(parent=parent, filter=checked_selector(selector))
+        found = conn.call(stub.ListExporters, wanted)
         leases = []
         if "leases" in extras:
             request = client_pb2.ListLeasesRequest(parent=parent, only_active=True)
@@ -253,7 +268,7 @@ def create_lease(client: str | None, client_config: Path | None, selector: tuple
     if not selector and not exporter_name:
         raise click.UsageError("give a label selector (-l k=v) or an exporter name (-n NAME)")
     tags = dict(t.partition("=")[::2] for t in tag)
-    spec = client_pb2.Lease(selector=",".join(selector), duration=duration_pb(_duration(duration)), tags=tags)
+    spec = client_pb2.Lease(selector=checked_selector(selector), duration=duration_pb(_duration(duration)), tags=tags)
     if exporter_name:
         spec.exporter_name = exporter_name
     begin = _begin_time(begin_time)
@@ -267,8 +282,16 @@ def create_lease(client: str | None, client_config: Path | None, selector: tuple
     if wait and phase == "Pending":
         import asyncio
 
+        from jumpstarter.cli.signals import terminate_as_interrupt
+        from jumpstarter.errors import ExporterBusyError
+
         until_begin = max(0.0, begin.ToNanoseconds() / 1e9 - time.time()) if begin is not None else 0.0
-        lease = asyncio.run(_wait_granted(config, _short(lease.name), until_begin + acquisition_timeout))
+        try:
+            with terminate_as_interrupt():
+                lease = asyncio.run(_wait_granted(config, _short(lease.name), until_begin + acquisition_timeout))
+        except (KeyboardInterrupt, ExporterBusyError):  # given up on (Ctrl-C, SIGTERM, timeout)
+            _release_abandoned(config, _short(lease.name))
+            raise
         phase, message = lease_phase(lease)
     if phase in ("Unsatisfiable", "Invalid"):
         from jumpstarter.errors import ArgumentError
@@ -286,6 +309,22 @@ async def _wait_granted(config: Any, name: str, patience: float) -> Any:
         return await wait_granted(session, name, lambda line: click.echo(line, err=True), patience)
     finally:
         await session.close()
+
+
+def _release_abandoned(config: Any, name: str) -> None:
+    """Release a lease nobody waits for any more (Ctrl-C, SIGTERM, --acquisition-timeout), so it
+    does not take an exporter later that nobody uses; quietly, the original error is what counts."""
+    from jumpstarter.client.controller import ControllerClient
+    from jumpstarter.protocol.client.v1 import client_pb2
+
+    namespace = config.metadata.namespace or "default"
+    try:
+        with ControllerClient(config) as conn:
+            request = client_pb2.DeleteLeaseRequest(name=f"namespaces/{namespace}/leases/{name}")
+            conn.call(conn.client_stub().DeleteLease, request)
+    except Exception:
+        return
+    click.echo(f"released lease {name}", err=True)
 
 
 def _print_leases(leases: list[Any], output: str | None) -> None:
@@ -395,4 +434,7 @@ def delete_leases(client: str | None, client_config: Path | None, names: tuple[s
             wanted += [_short(lease.name) for lease in conn.call(stub.ListLeases, request).leases]
         for name in wanted:
             conn.call(stub.DeleteLease, client_pb2.DeleteLeaseRequest(name=f"namespaces/{namespace}/leases/{name}"))
-            click.echo(name if output == "name" else f"released lease {name}")
+            if output in (None, "name"):
+                click.echo(name if output == "name" else f"released lease {name}")
+    if output in ("json", "yaml"):
+        print_items([{"name": name, "released": True} for name in wanted], ["name"], output)

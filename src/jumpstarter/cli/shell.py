@@ -180,14 +180,14 @@ def _leased_shell(
     command: tuple[str, ...], exporter_logs: bool,
 ) -> int:
     from jumpstarter.cli import lease_shell
-    from jumpstarter.cli.leases_cmd import _duration, load_client_config
+    from jumpstarter.cli.leases_cmd import _duration, checked_selector, load_client_config
 
     if selector and lease_name:
         raise click.UsageError("give either -l SELECTOR (a new lease) or --lease NAME (an existing one), not both")
     if not selector and not lease_name:
         raise click.UsageError("give -l SELECTOR to request a lease, or --lease NAME to use an existing one")
     config = load_client_config(client, client_config)
-    return lease_shell.run(config, ",".join(selector), lease_name, _duration(duration), command, exporter_logs)
+    return lease_shell.run(config, checked_selector(selector), lease_name, _duration(duration), command, exporter_logs)
 
 
 def _direct_endpoint(path: Any) -> Any:

@@ -29,6 +29,7 @@ import grpc
 from jumpstarter.controller.router import Router
 from jumpstarter.controller.stream_tokens import StreamTokenVerifier
 from jumpstarter.errors import ConfigurationError
+from jumpstarter.wire.listen import add_port
 
 log = logging.getLogger("jumpstarter.router")
 #: Reconnection backoff towards the controller: first wait, factor, cap (seconds).
@@ -178,9 +179,7 @@ async def serve_router(settings: RouterSettings, announce: Callable[[str], None]
             raise ConfigurationError("give both --tls-cert and --tls-key, or neither")
         server = grpc.aio.server(options=SERVER_OPTIONS)
         server.add_generic_rpc_handlers((router.generic_handler(),))
-        port = server.add_secure_port(settings.address, grpc.ssl_server_credentials([(key, cert)]))
-        if port == 0:
-            raise OSError(f"cannot listen on {settings.address}")
+        port = add_port(server, settings.address, grpc.ssl_server_credentials([(key, cert)]))
         await server.start()
         endpoint = settings.endpoint or f"{host}:{port}"
         announce(f"router listening on {_host_of(settings.address)}:{port} (TLS)")

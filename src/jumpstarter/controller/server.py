@@ -34,6 +34,7 @@ from jumpstarter.direct.tls import ServerIdentity, generate_self_signed
 from jumpstarter.protocol.admin.v1 import admin_pb2_grpc, leases_pb2_grpc, routers_pb2_grpc
 from jumpstarter.protocol.client.v1 import client_pb2_grpc
 from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc
+from jumpstarter.wire.listen import add_port
 
 log = logging.getLogger("jumpstarter.controller")
 ADMIN_CREDENTIAL = "admin.yaml"
@@ -49,6 +50,8 @@ SERVER_OPTIONS = (
     # router frames carry up to 1 MiB of payload (upstream peers may send more)
     ("grpc.max_receive_message_length", 16 << 20),
     ("grpc.max_send_message_length", 16 << 20),
+    # a second controller (or router) on a port in use must fail, not share it with the first
+    ("grpc.so_reuseport", 0),
 )
 
 #: grpc.aio hands every completion from its poller thread to the event loop's thread, and each
@@ -213,9 +216,7 @@ async def serve(settings: ControllerSettings, announce: Callable[[str], None] = 
         leases_pb2_grpc.add_LeaseWatchServiceServicer_to_server(LeaseWatchServicer(coordinator, auth), server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(coordinator, auth), server)
         credentials = grpc.ssl_server_credentials([(identity.key_pem, identity.cert_pem)])
-        port = server.add_secure_port(settings.address, credentials)
-        if port == 0:
-            raise OSError(f"cannot listen on {settings.address}")
+        port = add_port(server, settings.address, credentials)
         await server.start()
         endpoint = advertised(settings, port)
         if settings.router:

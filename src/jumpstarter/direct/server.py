@@ -14,6 +14,7 @@ from jumpstarter.direct.tls import ServerIdentity
 from jumpstarter.exporter.server import GRPC_OPTIONS, add_servicers
 from jumpstarter.exporter.servicer import abort_with
 from jumpstarter.exporter.session import Session
+from jumpstarter.wire.listen import add_port
 
 #: RPCs that never start a session (anyone authenticated may ask for the status).
 _UNGATED = ("/jumpstarter.v1.ExporterService/GetStatus",)
@@ -123,13 +124,8 @@ async def serve_tcp(
     Without `identity` the listener is plain TCP."""
     server = grpc.aio.server(options=TCP_OPTIONS, interceptors=[GateInterceptor(gate)])
     add_servicers(server, session, **servicer_kwargs)
-    if identity is not None:
-        credentials = grpc.ssl_server_credentials([(identity.key_pem, identity.cert_pem)])
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot listen on {address} (address in use or not available)")
+    credentials = grpc.ssl_server_credentials([(identity.key_pem, identity.cert_pem)]) if identity else None
+    port = add_port(server, address, credentials)
     await server.start()
     try:
         yield port

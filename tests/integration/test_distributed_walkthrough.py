@@ -1,0 +1,111 @@
+"""Distributed mode as a user meets it: the unhappy paths found by walking through the docs.
+
+A second controller on a port in use fails with one line; a wait that is given up (Ctrl-C,
+SIGTERM from a cancelled CI job, --acquisition-timeout) releases the lease instead of leaving it
+queued; SIGTERM to `jmp shell -l` stops the command and releases the lease; malformed selectors
+are usage errors; `-o json|yaml` of `jmp delete leases` and `jmp admin get` are structured."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.integration.conftest import JMP, Cli, assert_clean_failure, wait_until
+from tests.integration.test_controller import controller, create_clients, exporter, leases
+
+
+def _start(cli: Cli, log: Path, *args: str) -> subprocess.Popen[str]:
+    """`jmp ARGS` in a process group of its own (as a terminal runs it), stderr to `log`."""
+    with log.open("w") as stderr:
+        return subprocess.Popen([JMP, *args], env=cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=stderr, text=True, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen[str], sig: signal.Signals, group: bool = True) -> int:
+    """Send `sig` (to the whole process group, like Ctrl-C in a terminal, unless `group` is false)
+    and return the exit code."""
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_second_controller_or_exporter_on_a_port_in_use_fails_with_one_line(cli: Cli) -> None:
+    with controller(cli) as running:
+        address = f"127.0.0.1:{running.port}"
+        second = cli.jmp("controller", "run", "--address", address, "--data-dir", str(cli.tmp / "other"), timeout=20)
+        assert_clean_failure(second, f"cannot listen on {address}: Address already in use")
+        direct = cli.jmp("run", "--exporter-config", str(cli.exporter_config()), "--tls-grpc-listener", address,
+                         "--passphrase", "x", timeout=20)
+        assert_clean_failure(direct, f"cannot listen on {address}: Address already in use")
+        assert running.proc.poll() is None
+
+
+def test_giving_up_a_wait_in_the_queue_releases_the_lease(cli: Cli) -> None:
+    with controller(cli):
+        create_clients(cli, "alice", "bob")
+        with exporter(cli, "board1", "board=rpi"):
+            held = cli.jmp("create", "lease", "--client", "alice", "-l", "board=rpi", "--duration", "10m", "-o", "name")
+            assert held.returncode == 0, held.stderr
+            bob = ["--client", "bob", "-l", "board=rpi"]
+            waits = {  # how the wait is given up: what a user or a CI runner does
+                "ctrl-c": (signal.SIGINT, ["create", "lease", *bob, "--duration", "5m"]),
+                "sigterm": (signal.SIGTERM, ["create", "lease", *bob, "--duration", "5m"]),
+                "shell-sigterm": (signal.SIGTERM, ["shell", *bob, "--", "true"]),
+            }
+            waiting = {what: _start(cli, cli.tmp / f"{what}.log", *args) for what, (_, args) in waits.items()}
+            for what, proc in waiting.items():
+                log = cli.tmp / f"{what}.log"
+                wait_until(lambda: "in queue" in log.read_text(), what=f"{what}: bob queued")  # noqa: B023
+                assert _stop(proc, waits[what][0]) != 0
+                assert "Traceback" not in log.read_text(), log.read_text()
+            assert leases(cli, "bob") == {}, "a lease given up on stayed queued"
+
+            timed_out = cli.jmp("create", "lease", "--client", "bob", "-l", "board=rpi", "--duration", "5m",
+                                "--acquisition-timeout", "0.3")
+            assert_clean_failure(timed_out, "not ready after 0.3s", "released lease")
+            assert timed_out.returncode == 5
+            assert list(leases(cli, "alice")) == [held.stdout.strip()]
+
+
+def test_sigterm_stops_the_command_of_a_leased_shell_and_releases_the_lease(cli: Cli) -> None:
+    with controller(cli):
+        create_clients(cli, "alice")
+        with exporter(cli, "board1", "board=rpi"):
+            log, started = cli.tmp / "shell.log", cli.tmp / "started"
+            proc = _start(cli, log, "shell", "--client", "alice", "-l", "board=rpi", "--",
+                          "sh", "-c", f"touch {started}; exec sleep 60")
+            wait_until(started.exists, what="the command running on the lease")
+            assert _stop(proc, signal.SIGTERM, group=False) == 128 + signal.SIGTERM, log.read_text()
+            assert "Traceback" not in log.read_text()
+            assert leases(cli, "alice") == {}
+
+
+def test_malformed_selectors_are_usage_errors_and_outputs_are_structured(cli: Cli) -> None:
+    with controller(cli):
+        create_clients(cli, "alice")
+        for args in (["get", "exporters"], ["create", "lease", "--duration", "5m"], ["shell"]):
+            result = cli.jmp(*args, "--client", "alice", "-l", "board in (rpi")
+            assert_clean_failure(result, "invalid selector 'board in (rpi'", "^")
+            assert result.returncode == 2, result.stderr
+        assert leases(cli, "alice") == {}  # nothing was sent
+
+        created = cli.jmp("admin", "create", "exporter", "board1", "-l", "board=rpi")
+        assert created.returncode == 0, created.stderr
+        listed = json.loads(cli.jmp("admin", "get", "exporters", "-o", "json").stdout)
+        assert listed[0]["labels"] == {"board": "rpi"}
+        lease = cli.jmp("create", "lease", "--client", "alice", "-n", "board1", "--duration", "5m", "--no-wait",
+                        "-o", "name").stdout.strip()
+        released = cli.jmp("delete", "leases", "--client", "alice", "--all", "-o", "yaml")
+        assert released.returncode == 0, released.stderr
+        assert yaml.safe_load(released.stdout) == [{"name": lease, "released": True}]
