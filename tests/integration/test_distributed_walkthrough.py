@@ -3,7 +3,8 @@
 A second controller on a port in use fails with one line; a wait that is given up (Ctrl-C,
 SIGTERM from a cancelled CI job, --acquisition-timeout) releases the lease instead of leaving it
 queued; SIGTERM to `jmp shell -l` stops the command and releases the lease; malformed selectors
-are usage errors; `-o json|yaml` of `jmp delete leases` and `jmp admin get` are structured."""
+are usage errors; `-o json|yaml` of `jmp delete leases` and `jmp admin get` are structured; an
+expired or unrefreshable controller-issued token points at `jmp admin rotate`, not `jmp login`."""
 
 from __future__ import annotations
 
@@ -109,3 +110,7 @@ def test_malformed_selectors_are_usage_errors_and_outputs_are_structured(cli: Cl
         released = cli.jmp("delete", "leases", "--client", "alice", "--all", "-o", "yaml")
         assert released.returncode == 0, released.stderr
         assert yaml.safe_load(released.stdout) == [{"name": lease, "released": True}]
+
+        # a token from `jmp admin create` is renewed by an administrator, not by `jmp login`
+        renewed = cli.jmp("auth", "refresh", "--client", "alice")
+        assert_clean_failure(renewed, "has no refresh token", "jmp admin rotate client")

@@ -88,10 +88,17 @@ def status(alias: str | None, client_config: Path | None, verbose: bool) -> None
         click.echo("claims:")
         click.echo(json.dumps(claims, indent=2, sort_keys=True, default=str))
     if expiry is not None and expiry <= now:
-        raise UnauthenticatedError(
-            f"the token of client {label!r} expired {span(now - expiry)} ago; log in again with `jmp login`"
-            + (" or renew it with `jmp auth refresh`" if config.refresh_token else "")
-        )
+        raise UnauthenticatedError(f"the token of client {label!r} expired {span(now - expiry)} ago; {_renew(claims)}"
+                                   + (" or renew it with `jmp auth refresh`" if config.refresh_token else ""))
+
+
+def _renew(claims: dict[str, Any]) -> str:
+    """How to get a new token: the controller's own tokens come from an administrator, not a login."""
+    from jumpstarter.controller.auth import ISSUER
+
+    if claims.get("iss") == ISSUER:
+        return "ask an administrator for a new config (`jmp admin rotate client NAME --save` or `--out FILE`)"
+    return "log in again with `jmp login`"
 
 
 @auth.command("refresh")
@@ -107,7 +114,7 @@ def refresh(alias: str | None, client_config: Path | None, client_id: str, insec
 
     label, path, config = _load(alias, client_config)
     if not config.refresh_token:
-        raise ConfigurationError(f"client config {label!r} has no refresh token; log in again with `jmp login`")
+        raise ConfigurationError(f"client config {label!r} has no refresh token; {_renew(_claims(label, config))}")
     issuer = _claims(label, config).get("iss")
     if not isinstance(issuer, str):
         raise ConfigurationError(f"the token of client config {label!r} names no issuer")

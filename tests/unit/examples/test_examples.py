@@ -121,3 +121,13 @@ def test_ci_example_commands_use_options_that_exist(name: str) -> None:
                 assert word.split("=")[0] in known, f"{name}: {' '.join(words)}: unknown option {word}"
         checked += 1
     assert checked >= 3
+
+
+@pytest.mark.parametrize("name", ["github-actions.yml", "gitlab-ci.yml"])
+def test_ci_examples_do_not_hide_a_failed_jmp(name: str) -> None:
+    """`echo "X=$(jmp ...)"` and `export X=$(jmp ...)` succeed when jmp fails, so the job would go
+    on without a lease; the examples assign to a variable first (a failure then fails the step)."""
+    import re
+
+    text = (EXAMPLES / "ci" / name).read_text()
+    assert not re.search(r"\b(echo|export)\b[^\n]*\$\(jmp ", text)
