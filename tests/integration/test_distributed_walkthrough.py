@@ -110,6 +110,8 @@ def test_malformed_selectors_are_usage_errors_and_outputs_are_structured(cli: Cl
         released = cli.jmp("delete", "leases", "--client", "alice", "--all", "-o", "yaml")
         assert released.returncode == 0, released.stderr
         assert yaml.safe_load(released.stdout) == [{"name": lease, "released": True}]
+        ended = json.loads(cli.jmp("get", "leases", "--client", "alice", "-a", "-o", "json").stdout)
+        assert [(e["phase"], e["message"]) for e in ended] == [("Ended", "released (released by the client)")]
 
         # a token from `jmp admin create` is renewed by an administrator, not by `jmp login`
         renewed = cli.jmp("auth", "refresh", "--client", "alice")

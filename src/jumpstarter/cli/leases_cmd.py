@@ -87,7 +87,11 @@ def lease_phase(lease: Any) -> tuple[str, str]:
 
 def lease_item(lease: Any) -> dict[str, Any]:
     """A lease as one row / JSON object."""
+    from jumpstarter.client.lease import ended_message
+
     phase, message = lease_phase(lease)
+    if phase == "Ended":  # with the why: `released (exporter board1 went offline)`, not just `Released`
+        message = ended_message(lease)
     return {
         "name": _short(lease.name),
         "client": _short(lease.client),
