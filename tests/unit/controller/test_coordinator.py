@@ -65,6 +65,7 @@ async def test_lease_lifecycle(tmp_path: Path) -> None:
     info = coordinator.get_exporter(NS, "board")
     assert (info.online, info.status) == (False, ExporterStatus.OFFLINE)
 
+    coordinator.store.close()  # the old controller is gone (one per data directory)
     restarted = Coordinator(SqliteStore.in_directory(tmp_path), clock)
     again = restarted.status_stream(NS, "board")
     assert await next_item(again) == Assignment(True, second.name, "bob")  # told its lease on reconnect
