@@ -1,10 +1,11 @@
 """Distributed mode as a user meets it: the unhappy paths found by walking through the docs.
 
 A second controller on a port in use fails with one line; a wait that is given up (Ctrl-C,
-SIGTERM from a cancelled CI job, --acquisition-timeout) releases the lease instead of leaving it
-queued; SIGTERM to `jmp shell -l` stops the command and releases the lease; malformed selectors
-are usage errors; `-o json|yaml` of `jmp delete leases` and `jmp admin get` are structured; an
-expired or unrefreshable controller-issued token points at `jmp admin rotate`, not `jmp login`."""
+SIGTERM from a cancelled CI job, --acquisition-timeout of `jmp create lease` and `jmp shell`)
+releases the lease instead of leaving it queued; SIGTERM to `jmp shell -l` stops the command and
+releases the lease; a mistyped `jmp shell` option and a malformed selector are usage errors before
+anything is leased; `-o json|yaml` of `jmp delete leases` and `jmp admin get` are structured; a
+controller-issued token without a refresh token points at `jmp admin rotate`, not `jmp login`."""
 
 from __future__ import annotations
 
@@ -71,12 +72,23 @@ def test_giving_up_a_wait_in_the_queue_releases_the_lease(cli: Cli) -> None:
                 assert _stop(proc, waits[what][0]) != 0
                 assert "Traceback" not in log.read_text(), log.read_text()
             assert leases(cli, "bob") == {}, "a lease given up on stayed queued"
+            assert list(leases(cli, "alice")) == [held.stdout.strip()]
 
+
+def test_running_out_of_acquisition_time_releases_the_lease(cli: Cli) -> None:
+    with controller(cli):
+        create_clients(cli, "alice", "bob")
+        with exporter(cli, "board1", "board=rpi"):
+            held = cli.jmp("create", "lease", "--client", "alice", "-n", "board1", "--duration", "10m")
+            assert held.returncode == 0, held.stderr
             timed_out = cli.jmp("create", "lease", "--client", "bob", "-l", "board=rpi", "--duration", "5m",
                                 "--acquisition-timeout", "0.3")
             assert_clean_failure(timed_out, "not ready after 0.3s", "released lease")
             assert timed_out.returncode == 5
-            assert list(leases(cli, "alice")) == [held.stdout.strip()]
+            by_name = cli.jmp("shell", "--client", "bob", "-n", "board1", "--acquisition-timeout", "1", "--", "true")
+            assert_clean_failure(by_name, "not ready after 1s")
+            assert by_name.returncode == 5
+            assert leases(cli, "bob") == {}
 
 
 def test_sigterm_stops_the_command_of_a_leased_shell_and_releases_the_lease(cli: Cli) -> None:
@@ -99,6 +111,9 @@ def test_malformed_selectors_are_usage_errors_and_outputs_are_structured(cli: Cl
             result = cli.jmp(*args, "--client", "alice", "-l", "board in (rpi")
             assert_clean_failure(result, "invalid selector 'board in (rpi'", "^")
             assert result.returncode == 2, result.stderr
+        typo = cli.jmp("shell", "--client", "alice", "-l", "board=rpi", "--duratoin", "5m", "--", "true")
+        assert_clean_failure(typo, "No such option '--duratoin'", "Did you mean '--duration'?")
+        assert typo.returncode == 2
         assert leases(cli, "alice") == {}  # nothing was sent
 
         created = cli.jmp("admin", "create", "exporter", "board1", "-l", "board=rpi")

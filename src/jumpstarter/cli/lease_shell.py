@@ -98,8 +98,10 @@ def run(
     duration: float,
     command: tuple[str, ...],
     exporter_logs: bool,
+    exporter_name: str | None = None,
 ) -> int:
-    """Run the shell or command on a lease; returns the exit code."""
+    """Run the shell or command on a lease (a new one for `selector` / `exporter_name` unless
+    `lease_name` is given); returns the exit code."""
     import tempfile
 
     from anyio.from_thread import start_blocking_portal
@@ -121,7 +123,7 @@ def run(
         session = portal.call(ControllerSession, config)
         try:
             if created:
-                lease = portal.call(session.create_lease, selector, duration)
+                lease = portal.call(session.create_lease, selector, duration, exporter_name)
                 name = lease.name.rsplit("/", 1)[-1]
                 _say(f"lease {name} requested")
             end.name = name

@@ -113,6 +113,10 @@ def shell_argv(name: str) -> tuple[list[str], dict[str, str]]:
 @click.option("--exporter-logs", is_flag=True, help="Show driver logs.")
 @click.option("--run-hooks", is_flag=True, help="Run the exporter's beforeLease/afterLease hooks (local mode).")
 @click.option("-l", "--selector", multiple=True, help="Lease an exporter matching this label selector (controller).")
+@click.option("-n", "--name", "exporter_name", default=None, metavar="NAME",
+              help="Lease this exporter by name (controller).")
+@click.option("--acquisition-timeout", type=click.IntRange(min=1), default=None, metavar="SECONDS",
+              help="How long to wait for the lease (default: the client config's leases.acquisition_timeout).")
 @click.option("--lease", "lease_name", envvar="JMP_LEASE", default=None, help="Use this lease (env JMP_LEASE).")
 @click.option("--duration", default="30m", show_default=True, help="Duration of a lease this shell requests.")
 @client_options
@@ -131,6 +135,8 @@ def shell(
     exporter_logs: bool,
     run_hooks: bool,
     selector: tuple[str, ...],
+    exporter_name: str | None,
+    acquisition_timeout: int | None,
     lease_name: str | None,
     duration: str,
     client: str | None,
@@ -139,15 +145,20 @@ def shell(
 ) -> None:
     """Spawn $SHELL, or run COMMAND, with access to an exporter: one served in this process from an
     exporter config (local mode), one reached over TCP (direct mode, --tls-grpc), or one leased from
-    the controller (-l SELECTOR or --lease NAME; the lease is released at exit if this shell made it).
+    the controller (-l SELECTOR, -n NAME or --lease NAME; the lease is released at exit if this shell
+    made it).
 
     The exit status is COMMAND's. Inside, use `j` (e.g. `j power on`) or Python (`env()`)."""
     from jumpstarter.client.direct import DirectTarget
 
-    if not (tls_grpc or exporter or exporter_config) and (selector or lease_name or client or client_config):
-        if selector and ctx.get_parameter_source("lease_name") is not click.core.ParameterSource.COMMANDLINE:
-            lease_name = None  # -l asks for a new lease even inside a shell that has JMP_LEASE set
-        raise SystemExit(_leased_shell(selector, lease_name, duration, client, client_config, command, exporter_logs))
+    _refuse_unknown_option(ctx, command)
+    wanted = (selector, exporter_name, acquisition_timeout)
+    leased = selector or exporter_name or lease_name or client or client_config
+    if leased and not (tls_grpc or exporter or exporter_config):
+        from_env = ctx.get_parameter_source("lease_name") is not click.core.ParameterSource.COMMANDLINE
+        if (selector or exporter_name) and from_env:
+            lease_name = None  # -l/-n ask for a new lease even inside a shell that has JMP_LEASE set
+        raise SystemExit(_leased_shell(wanted, lease_name, duration, client, client_config, command, exporter_logs))
 
     if tls_grpc:
         target = DirectTarget(
@@ -175,19 +186,33 @@ def shell(
     raise SystemExit(_local_shell(name, path, command, exporter_logs, run_hooks))
 
 
+def _refuse_unknown_option(ctx: click.Context, command: tuple[str, ...]) -> None:
+    """A mistyped option (`--duratoin 1h`) reaches us as the first word of COMMAND (the command
+    takes unknown options through); refuse it before anything is leased or started."""
+    if command and command[0].startswith("-") and command[0] != "-":
+        known = [opt for param in ctx.command.params for opt in param.opts if opt.startswith("--")]
+        raise click.NoSuchOption(command[0].split("=")[0], possibilities=known, ctx=ctx)
+
+
 def _leased_shell(
-    selector: tuple[str, ...], lease_name: str | None, duration: str, client: str | None, client_config: Any,
-    command: tuple[str, ...], exporter_logs: bool,
+    wanted: tuple[tuple[str, ...], str | None, int | None], lease_name: str | None, duration: str,
+    client: str | None, client_config: Any, command: tuple[str, ...], exporter_logs: bool,
 ) -> int:
+    """`wanted`: the -l selectors, the -n exporter name and --acquisition-timeout."""
     from jumpstarter.cli import lease_shell
     from jumpstarter.cli.leases_cmd import _duration, checked_selector, load_client_config
 
-    if selector and lease_name:
-        raise click.UsageError("give either -l SELECTOR (a new lease) or --lease NAME (an existing one), not both")
-    if not selector and not lease_name:
-        raise click.UsageError("give -l SELECTOR to request a lease, or --lease NAME to use an existing one")
+    selector, exporter_name, acquisition_timeout = wanted
+    if (selector or exporter_name) and lease_name:
+        raise click.UsageError("give either -l SELECTOR / -n NAME (a new lease) or --lease NAME (an existing one), "
+                               "not both")
+    if not (selector or exporter_name or lease_name):
+        raise click.UsageError("give -l SELECTOR or -n NAME to request a lease, or --lease NAME to use an existing one")
     config = load_client_config(client, client_config)
-    return lease_shell.run(config, checked_selector(selector), lease_name, _duration(duration), command, exporter_logs)
+    if acquisition_timeout is not None:
+        config.leases.acquisition_timeout = acquisition_timeout
+    return lease_shell.run(config, checked_selector(selector), lease_name, _duration(duration), command, exporter_logs,
+                           exporter_name=exporter_name)
 
 
 def _direct_endpoint(path: Any) -> Any:
