@@ -2,10 +2,11 @@
 
 A second controller on a port in use fails with one line; a wait that is given up (Ctrl-C,
 SIGTERM from a cancelled CI job, --acquisition-timeout of `jmp create lease` and `jmp shell`)
-releases the lease instead of leaving it queued; SIGTERM to `jmp shell -l` stops the command and
-releases the lease; a mistyped `jmp shell` option and a malformed selector are usage errors before
-anything is leased; `-o json|yaml` of `jmp delete leases` and `jmp admin get` are structured; a
-controller-issued token without a refresh token points at `jmp admin rotate`, not `jmp login`."""
+releases the lease instead of leaving it queued; SIGTERM to `jmp shell -l` (or to pytest holding
+a session lease) stops the command and releases the lease; a mistyped `jmp shell` option and a
+malformed selector are usage errors before anything is leased; `-o json|yaml` of `jmp delete
+leases` and `jmp admin get` are structured; a controller-issued token without a refresh token
+points at `jmp admin rotate`, not `jmp login`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.integration.conftest import JMP, Cli, assert_clean_failure, wait_until
@@ -91,7 +93,7 @@ def test_running_out_of_acquisition_time_releases_the_lease(cli: Cli) -> None:
             assert leases(cli, "bob") == {}
 
 
-def test_sigterm_stops_the_command_of_a_leased_shell_and_releases_the_lease(cli: Cli) -> None:
+def test_sigterm_to_a_leased_shell_or_pytest_releases_the_lease(cli: Cli) -> None:
     with controller(cli):
         create_clients(cli, "alice")
         with exporter(cli, "board1", "board=rpi"):
@@ -102,6 +104,26 @@ def test_sigterm_stops_the_command_of_a_leased_shell_and_releases_the_lease(cli:
             assert _stop(proc, signal.SIGTERM, group=False) == 128 + signal.SIGTERM, log.read_text()
             assert "Traceback" not in log.read_text()
             assert leases(cli, "alice") == {}
+
+            # the pytest plugin's session lease, when the CI job running pytest is cancelled
+            (cli.tmp / "test_long.py").write_text(
+                f"import pathlib, time\n\ndef test_long(client):\n    pathlib.Path({str(started)!r}).touch()\n"
+                "    time.sleep(60)\n"
+            )
+            started.unlink()
+            with (cli.tmp / "pytest.log").open("w") as out:
+                tests = subprocess.Popen([str(Path(JMP).parent / "pytest"), "-q", "-p", "no:cacheprovider",
+                                          "--jmp-client", "alice", "--jmp-selector", "board=rpi", "test_long.py"],
+                                         cwd=cli.tmp, env=cli.env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            try:
+                wait_until(started.exists, what="the test running on the lease")
+                assert len(leases(cli, "alice")) == 1
+                tests.send_signal(signal.SIGTERM)
+                assert tests.wait(20) == pytest.ExitCode.INTERRUPTED
+            finally:
+                if tests.poll() is None:
+                    tests.kill()
+            assert leases(cli, "alice") == {}, (cli.tmp / "pytest.log").read_text()
 
 
 def test_malformed_selectors_are_usage_errors_and_outputs_are_structured(cli: Cli) -> None:

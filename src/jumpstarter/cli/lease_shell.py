@@ -106,8 +106,8 @@ def run(
 
     from anyio.from_thread import start_blocking_portal
 
-    from jumpstarter.cli.signals import terminate_as_interrupt
     from jumpstarter.client.lease import ControllerSession
+    from jumpstarter.client.signals import terminate_as_interrupt
 
     end = _LeaseEnd()
     warning = warn_before(config)  # a bad JMP_LEASE_WARN_BEFORE fails before anything is leased

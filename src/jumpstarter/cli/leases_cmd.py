@@ -286,7 +286,7 @@ def create_lease(client: str | None, client_config: Path | None, selector: tuple
     if wait and phase == "Pending":
         import asyncio
 
-        from jumpstarter.cli.signals import terminate_as_interrupt
+        from jumpstarter.client.signals import terminate_as_interrupt
         from jumpstarter.errors import ExporterBusyError
 
         until_begin = max(0.0, begin.ToNanoseconds() / 1e9 - time.time()) if begin is not None else 0.0

@@ -80,6 +80,7 @@ def lease(request: LeaseRequest) -> Iterator[Lease]:
     from anyio.from_thread import start_blocking_portal
 
     from jumpstarter.client.lease import ControllerSession, LeaseTunnel, serve_lease, wait_ready
+    from jumpstarter.client.signals import terminate_as_interrupt
     from jumpstarter.config.client import ClientConfig
 
     alias = request.client or current_client_alias()
@@ -88,7 +89,11 @@ def lease(request: LeaseRequest) -> Iterator[Lease]:
         raise ConfigurationError(f"client config {alias!r} has no controller endpoint; "
                                  f"create it with `jmp admin create client --save` or `jmp login`")
     duration = _seconds(request.duration)
-    with start_blocking_portal("asyncio") as portal, tempfile.TemporaryDirectory(prefix="jmp-pytest-") as tmp:
+    with (
+        terminate_as_interrupt(),  # a cancelled CI job (SIGTERM) stops the run like Ctrl-C: released
+        start_blocking_portal("asyncio") as portal,
+        tempfile.TemporaryDirectory(prefix="jmp-pytest-") as tmp,
+    ):
         session = portal.call(ControllerSession, config)
         name = ""
         try:

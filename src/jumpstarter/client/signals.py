@@ -1,7 +1,8 @@
-"""SIGTERM handled like Ctrl-C while a command holds something to give back (a lease).
+"""SIGTERM handled like Ctrl-C while a process holds something to give back (a lease).
 
 CI runners cancel a job with SIGTERM (GitLab, `timeout`, GitHub after its SIGINT); Python's default
-is to die at once, which leaves a requested lease queued or held until it expires. Inside
+is to die at once, which leaves a requested lease queued or held until it expires. `jmp create
+lease`, `jmp shell -l` and the pytest plugin's leases use this. Inside
 `terminate_as_interrupt()` the first SIGTERM raises KeyboardInterrupt instead (so the `finally`
 blocks that release the lease run), or, while a command runs in the foreground, is passed on to
 that command, whose exit then ends the shell the usual way.
