@@ -150,6 +150,11 @@ def test_malformed_selectors_are_usage_errors_and_outputs_are_structured(cli: Cl
         ended = json.loads(cli.jmp("get", "leases", "--client", "alice", "-a", "-o", "json").stdout)
         assert [(e["phase"], e["message"]) for e in ended] == [("Ended", "released (released by the client)")]
 
+        not_admin = cli.jmp("admin", "get", "clients", "--admin-credential",
+                            str(cli.config_home / "clients" / "alice.yaml"))
+        assert_clean_failure(not_admin, "only an admin may call this, not client default/alice")
+        assert not_admin.returncode == 4
+
         # a token from `jmp admin create` is renewed by an administrator, not by `jmp login`
         renewed = cli.jmp("auth", "refresh", "--client", "alice")
         assert_clean_failure(renewed, "has no refresh token", "jmp admin rotate client")

@@ -66,7 +66,9 @@ class Authenticator:
         principal = self.authority.verify(bearer(context.invocation_metadata()))
         if kinds and principal.kind not in kinds:
             allowed = " or ".join(k.value.lower() for k in kinds)
-            raise errors.PermissionDeniedError(f"only a {allowed} may call this")
+            article = "an" if allowed[0] in "aeiou" else "a"
+            caller = f"{principal.kind.value.lower()} {principal.namespace}/{principal.name}"
+            raise errors.PermissionDeniedError(f"only {article} {allowed} may call this, not {caller}")
         return principal
 
 
