@@ -158,3 +158,29 @@ def test_malformed_selectors_are_usage_errors_and_outputs_are_structured(cli: Cl
         # a token from `jmp admin create` is renewed by an administrator, not by `jmp login`
         renewed = cli.jmp("auth", "refresh", "--client", "alice")
         assert_clean_failure(renewed, "has no refresh token", "jmp admin rotate client")
+
+
+def test_everyone_sees_who_holds_an_exporter_but_lists_and_deletes_only_their_own_leases(cli: Cli) -> None:
+    with controller(cli):
+        create_clients(cli, "alice", "bob")
+        with exporter(cli, "rpi1", "board=rpi"), exporter(cli, "x86", "board=x86"):
+            held = {}
+            for who, board in (("bob", "rpi"), ("alice", "x86")):
+                created = cli.jmp("create", "lease", "--client", who, "-l", f"board={board}", "--duration", "1h",
+                                  "-o", "name")
+                assert created.returncode == 0, created.stderr
+                held[who] = created.stdout.strip()
+            listed = cli.jmp("get", "exporters", "--client", "alice", "--with", "leases", "-o", "json")
+            assert listed.returncode == 0, listed.stderr
+            holders = {e["name"]: e["lease"] for e in json.loads(listed.stdout)}
+            assert holders == {"rpi1": f"{held['bob']} (bob)", "x86": f"{held['alice']} (alice)"}
+
+            assert list(leases(cli, "alice")) == [held["alice"]]  # only her own by default
+            everyone = cli.jmp("get", "leases", "--client", "alice", "-A", "-o", "json")
+            assert everyone.returncode == 0, everyone.stderr
+            assert {lease["name"]: lease["client"] for lease in json.loads(everyone.stdout)} == {
+                held["alice"]: "alice", held["bob"]: "bob"}
+
+            deleted = cli.jmp("delete", "leases", "--client", "alice", "--all", "-o", "name")
+            assert (deleted.returncode, deleted.stdout.split()) == (0, [held["alice"]]), deleted.stderr
+            assert list(leases(cli, "bob")) == [held["bob"]]  # untouched

@@ -54,6 +54,18 @@ def _connect(client: str | None, client_config: Path | None) -> Any:
     return ControllerClient(config), config.metadata.namespace or "default"
 
 
+def _own_leases(conn: Any, namespace: str, only_active: bool, all_clients: bool = False) -> list[Any]:
+    """The leases of the namespace that belong to this client (every client's with `all_clients`)."""
+    from jumpstarter.protocol.client.v1 import client_pb2
+
+    request = client_pb2.ListLeasesRequest(parent=f"namespaces/{namespace}", only_active=only_active)
+    leases = list(conn.call(conn.client_stub().ListLeases, request).leases)
+    me = conn.config.metadata.name
+    if all_clients or not me:
+        return leases
+    return [lease for lease in leases if _short(lease.client) == me]
+
+
 def checked_selector(selector: tuple[str, ...]) -> str:
     """The `-l` options joined with `,`, checked here so that a malformed selector is a usage
     error (exit code 2, a caret under the offending token) before anything is sent."""
@@ -134,10 +146,7 @@ def get_exporters(client: str | None, client_config: Path | None, selector: tupl
         parent = f"namespaces/{namespace}"
         wanted = client_pb2.ListExportersRequest(parent=parent, filter=checked_selector(selector))
         found = conn.call(stub.ListExporters, wanted)
-        leases = []
-        if "leases" in extras:
-            request = client_pb2.ListLeasesRequest(parent=parent, only_active=True)
-            leases = list(conn.call(stub.ListLeases, request).leases)
+        leases = _own_leases(conn, namespace, only_active=True, all_clients=True) if "leases" in extras else []
     held = {_short(lease.exporter): lease for lease in leases if lease.HasField("exporter")}
     items = []
     for e in found.exporters:
@@ -151,7 +160,7 @@ def get_exporters(client: str | None, client_config: Path | None, selector: tupl
         }
         if "leases" in extras:
             lease = held.get(item["name"])
-            item["lease"] = _short(lease.name) if lease is not None else None
+            item["lease"] = f"{_short(lease.name)} ({_short(lease.client)})" if lease is not None else None
         items.append(item)
     print_items(items, ["name", "labels", *(("lease",) if "leases" in extras else ()),
                         *[c for c in ("online", "status") if c in extras]], output)
@@ -160,18 +169,19 @@ def get_exporters(client: str | None, client_config: Path | None, selector: tupl
 @get.command("leases")
 @client_options
 @click.option("-a", "--all", "all_", is_flag=True, help="Include ended leases.")
+@click.option("-A", "--all-clients", is_flag=True, help="Every client's leases in the namespace, not only this one's.")
 @OUTPUT_OPTION
 @friendly
-def get_leases(client: str | None, client_config: Path | None, all_: bool, output: str | None) -> None:
-    """List this client's leases (active ones unless --all)."""
-    from jumpstarter.protocol.client.v1 import client_pb2
-
+def get_leases(client: str | None, client_config: Path | None, all_: bool, all_clients: bool,
+               output: str | None) -> None:
+    """List this client's leases (active ones unless --all; every client's with --all-clients)."""
     conn, namespace = _connect(client, client_config)
     with conn:
-        request = client_pb2.ListLeasesRequest(parent=f"namespaces/{namespace}", only_active=not all_)
-        leases = conn.call(conn.client_stub().ListLeases, request).leases
+        leases = _own_leases(conn, namespace, only_active=not all_, all_clients=all_clients)
     items = [lease_item(lease) for lease in leases]
-    print_items(items, ["name", "selector", "exporter", "phase", "message", "begin", "expires"], output)
+    columns = ["name", *(("client",) if all_clients else ()), "selector", "exporter", "phase", "message", "begin",
+               "expires"]
+    print_items(items, columns, output)
 
 
 # ---- create / update / delete ------------------------------------------------------------------
@@ -434,8 +444,7 @@ def delete_leases(client: str | None, client_config: Path | None, names: tuple[s
         stub = conn.client_stub()
         wanted = list(names)
         if all_:
-            request = client_pb2.ListLeasesRequest(parent=f"namespaces/{namespace}", only_active=True)
-            wanted += [_short(lease.name) for lease in conn.call(stub.ListLeases, request).leases]
+            wanted += [_short(lease.name) for lease in _own_leases(conn, namespace, only_active=True)]
         for name in wanted:
             conn.call(stub.DeleteLease, client_pb2.DeleteLeaseRequest(name=f"namespaces/{namespace}/leases/{name}"))
             if output in (None, "name"):

@@ -70,6 +70,7 @@ class ControllerClient:
         import grpc
 
         target, creds, options = channel_parts(config)
+        self.config = config
         self.endpoint = target
         self.channel = grpc.secure_channel(target, creds, options=options)
         self.metadata = auth_metadata(config)

@@ -379,8 +379,10 @@ class ClientServicer(client_pb2_grpc.ClientServiceServicer):
         self._caller(context, namespace)
         only_active = request.only_active if request.HasField("only_active") else True
         wanted = parse_selector(request.filter)
+        # every client's, as upstream: `jmp get leases` shows the caller's own unless -A/--all-clients,
+        # and `jmp get exporters --with leases` names whoever holds each exporter
         leases = [
-            lease for lease in self.coordinator.list_leases(namespace, who.name, only_active)
+            lease for lease in self.coordinator.list_leases(namespace, None, only_active)
             if wanted.matches(lease.tags)
         ]
         return client_pb2.ListLeasesResponse(leases=[self._lease(lease) for lease in leases])
