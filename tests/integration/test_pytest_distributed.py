@@ -113,12 +113,19 @@ def test_ctrl_c_releases_the_lease(cli: Cli) -> None:
 
 XDIST_TESTS = """\
 import os
+import time
 from pathlib import Path
 
 
 def test_record_my_device(jumpstarter_metadata):
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     Path(f"device-{worker}").write_text(jumpstarter_metadata.name)
+    # hold the lease until the other worker holds one too: both at once, or a worker that finished
+    # early could hand its device to the other one (a barrier with a deadline, not a sleep)
+    deadline = time.monotonic() + 60
+    while len(list(Path().glob("device-gw*"))) < 2:
+        assert time.monotonic() < deadline, "the other worker never got a device"
+        time.sleep(0.05)
 
 
 def test_other(client):
