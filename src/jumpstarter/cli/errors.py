@@ -47,8 +47,11 @@ def friendly(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
+        except KeyboardInterrupt:  # Ctrl-C (or SIGTERM where a command maps it so): what was held is let go
+            click.echo("Interrupted", err=True)
+            sys.exit(130)
         except (errors.JumpstarterError, OSError, ValueError) as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exit_code_for(exc))
