@@ -51,6 +51,9 @@ class ControlledExporter:
         self._control: tuple[Any, Any] | None = None  # (stub, metadata) while connected
         self._background: set[asyncio.Task[None]] = set()
         self.routed: RoutedConnections | None = None
+        #: (status, message) last reported on this connection: the change watcher and the lease
+        #: steps both report, and the controller needs each state once
+        self._reported: tuple[int, str] | None = None
 
     async def run(self) -> int:
         """Serve until SIGINT/SIGTERM (0), a rejected token (4) or a hook demanding exit (1)."""
@@ -130,6 +133,7 @@ class ControlledExporter:
             ]
             await stub.Register(pb.RegisterRequest(labels=session.labels, reports=reports), metadata=metadata)
             self._control = (stub, metadata)
+            self._reported = None  # a new connection hears the current state at least once
             reporter = asyncio.ensure_future(self._report_changes(stub, metadata))
             try:
                 status_stream = stub.Status(pb.StatusRequest(), metadata=metadata)
@@ -221,10 +225,14 @@ class ControlledExporter:
 
         machine = self.exporter.session.status
         text = machine.message if message is None else message
-        request = pb.ReportStatusRequest(status=int(machine.status), message=text)  # type: ignore[arg-type]
+        state = (int(machine.status), text)
+        if not release and state == self._reported:
+            return
+        request = pb.ReportStatusRequest(status=state[0], message=text)  # type: ignore[arg-type]
         if release:
             request.release_lease = True
         await stub.ReportStatus(request, metadata=metadata)
+        self._reported = state
 
     async def _report_changes(self, stub: Any, metadata: Any) -> None:
         """Report every status change (latest wins when several happen quickly)."""
