@@ -4,9 +4,9 @@
     python -m bench.scale_peers clients SPEC.json RESULT.json
 
 Exporters speak `jumpstarter.v1.ControllerService` exactly as `exporter/controlled.py` does, minus
-the driver session: Register (labels and device reports), the Status stream, ReportStatus on every
-change (twice per change, like the real one: the status-change reporter and the explicit report
-after applying an assignment), and a Listen stream while a lease is held. Each keeps its own log of
+the driver session: Register (labels and device reports), the Status stream, ReportStatus once per
+change (the real one skips a state it has already reported on this connection), and a Listen
+stream while a lease is held. Each keeps its own log of
 assignments, timestamped when they arrive, which is what the double-lease check reads.
 
 Clients use the CLI's own code (`ControllerSession.create_lease`, `wait_ready`, `release_lease`)
@@ -107,7 +107,6 @@ class SimulatedExporter:
 
     async def _apply(self, stub: Any, when: float, assignment: Any) -> None:
         wanted = assignment.lease_name if assignment.leased else ""
-        current = self.lease
         self.log.assignments.append((when, wanted, assignment.client_name if wanted else ""))
         if self.lease and wanted and wanted != self.lease:
             self.log.violations.append(f"{when:.3f}: assigned {wanted} while holding {self.lease}")
@@ -116,16 +115,12 @@ class SimulatedExporter:
             self._stop_listen()
             self.lease, self.status = "", ExporterStatus.AVAILABLE
             self.log.freed.append(time.time())
-            await self._report(stub)  # the status-change reporter
-            await self._report(stub)  # the report after applying
+            await self._report(stub)  # once per change, as the real one reports
         if wanted and wanted != self.lease:
             self.lease, self.status = wanted, ExporterStatus.LEASE_READY
             self.log.began.append((when, wanted))
             self._start_listen(stub, wanted)
             await self._report(stub)
-            await self._report(stub)
-        elif not wanted and not current:
-            await self._report(stub)  # as the real one does (e.g. its session had ended already)
 
     def _start_listen(self, stub: Any, lease_name: str) -> None:
         from jumpstarter.protocol.v1 import jumpstarter_pb2 as pb
