@@ -14,59 +14,20 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 
 from jumpstarter.controller import leasing
 from jumpstarter.controller.auth import check_username
+from jumpstarter.controller.lease_watchers import LeaseWatchers
 from jumpstarter.controller.model import DEFAULT_NAMESPACE, EndReason, Identity, Kind, Lease, LeasePhase, Policy
+from jumpstarter.controller.presence import Assignment, ExporterInfo, Key, Presence
 from jumpstarter.controller.selectors import parse_selector
 from jumpstarter.controller.store.base import Store
 from jumpstarter.errors import AlreadyExistsError, ArgumentError, NotFoundError, PermissionDeniedError
 from jumpstarter.exporter.status import ExporterStatus
 
 log = logging.getLogger("jumpstarter.controller")
-Key = tuple[str, str]
 #: Seconds an exporter holding a lease may stay offline (reconnecting) before the lease ends.
 OFFLINE_GRACE = 30.0
-
-
-@dataclass(slots=True, frozen=True)
-class Assignment:
-    """What an exporter's Status stream is told: its current lease, or none."""
-
-    leased: bool
-    lease_name: str | None = None
-    client_name: str | None = None
-
-
-@dataclass(slots=True)
-class Presence:
-    """Connection state of one exporter."""
-
-    status: ExporterStatus = ExporterStatus.OFFLINE
-    message: str = ""
-    streams: list[asyncio.Queue[Assignment | None]] = field(default_factory=list)
-    last_seen: float = 0.0
-    #: a lease ended here: not free again until the exporter reports AVAILABLE afterwards
-    draining: bool = False
-    #: when the last Status stream closed (None while online)
-    offline_since: float | None = None
-
-    @property
-    def online(self) -> bool:
-        """Whether a Status stream is open."""
-        return bool(self.streams)
-
-
-@dataclass(slots=True, frozen=True)
-class ExporterInfo:
-    """An exporter as listed to clients."""
-
-    identity: Identity
-    online: bool
-    status: ExporterStatus
-    message: str
-    lease: Lease | None
 
 
 class Coordinator:
@@ -83,8 +44,8 @@ class Coordinator:
         self.lease_listeners: list[Callable[[Lease], None]] = []
         #: called with an identity once it is deleted (the router registry drops a deleted router)
         self.deletion_listeners: list[Callable[[Identity], None]] = []
-        #: per lease, the events of its watchers (`lease_updates`), set on every change to it
-        self._lease_watchers: dict[Key, set[asyncio.Event]] = {}
+        #: the watchers of each lease (`lease_updates`), woken on every change to it
+        self.watchers = LeaseWatchers()
         self._changed = asyncio.Event()
         self.presence: dict[Key, Presence] = {}
         self.positions: dict[Key, int] = {}
@@ -458,7 +419,7 @@ class Coordinator:
                 log.info("lease %s/%s granted: exporter %s", lease.namespace, lease.name, exporter.name)
                 self._tell(lease)
             moved = [key for key, position in plan.positions.items()
-                     if self._lease_watchers and self.positions.get(key) != position]
+                     if self.watchers and self.positions.get(key) != position]
             self.positions = dict(plan.positions)
             for key in moved:  # its watchers hear the new queue position at once
                 self._touch_lease(key)
@@ -482,11 +443,7 @@ class Coordinator:
         """A lease with whether its exporter is online: now, then after every change to it or to
         its exporter's connection, until it has ended (pushed: nothing polls)."""
         self.get_lease(client, namespace, name)
-        key = (namespace, name)
-        changed = asyncio.Event()
-        watchers = self._lease_watchers.setdefault(key, set())
-        watchers.add(changed)
-        try:
+        with self.watchers.watch((namespace, name)) as changed:
             while True:
                 changed.clear()  # before reading: a change from now on wakes us again
                 lease = self.get_lease(client, namespace, name)
@@ -495,22 +452,17 @@ class Coordinator:
                 if not lease.active:
                     return
                 await changed.wait()
-        finally:
-            watchers.discard(changed)
-            if not watchers:
-                self._lease_watchers.pop(key, None)
 
     def _touch_lease(self, key: Key) -> None:
-        for changed in self._lease_watchers.get(key, ()):
-            changed.set()
+        self.watchers.touch(key)
 
     def _touch_exporter(self, key: Key) -> None:
         """Wake the watchers of the leases an exporter holds (it came or went)."""
-        if not self._lease_watchers:
+        if not self.watchers:
             return
         for lease in self.store.list_leases(key[0], active_only=True):
             if lease.exporter == key[1]:
-                self._touch_lease(lease.key)
+                self.watchers.touch(lease.key)
 
     def notify_changed(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
