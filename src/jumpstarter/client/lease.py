@@ -240,7 +240,9 @@ class LeaseTunnel:
             sock.close()  # the client sees its connection fail (the shell reports why)
             if not isinstance(exc, Exception):
                 raise
-            log.info("routed connection to lease %s failed: %s", self.lease_name, _describe(exc))
+            # said where the user looks (the shell's stderr, pytest's log): the call fails with a bare
+            # "failed to connect" on its side of the socket
+            log.warning("connection to lease %s failed: %s", self.lease_name, _describe(exc))
             return
         try:
             await splice(open_stream(self._channel(endpoint), token), sock)
