@@ -115,6 +115,8 @@ def test_update_duration_and_begin_time(cli: Cli) -> None:
             shift = when(moved["begin_time"]) - when(later["begin_time"])
             assert shift.total_seconds() == pytest.approx(3600, abs=30)
             assert moved["phase"] == "Pending"
+            table = cli.jmp("get", "leases", "--client", "alice")  # the table shows when it is to begin
+            assert f"{moved['begin_time']} (scheduled)" in table.stdout, table.stdout
 
 
 def test_transfer_to_another_client(cli: Cli) -> None:

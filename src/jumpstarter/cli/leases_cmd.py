@@ -179,6 +179,10 @@ def get_leases(client: str | None, client_config: Path | None, all_: bool, all_c
     with conn:
         leases = _own_leases(conn, namespace, only_active=not all_, all_clients=all_clients)
     items = [lease_item(lease) for lease in leases]
+    if output is None:  # the table: a lease that has not begun shows when it is to begin
+        for item in items:
+            if item["begin"] is None and item["begin_time"] is not None:
+                item["begin"] = f"{item['begin_time']} (scheduled)"
     columns = ["name", *(("client",) if all_clients else ()), "selector", "exporter", "phase", "message", "begin",
                "expires"]
     print_items(items, columns, output)
