@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from jumpstarter.cli.errors import friendly
-from jumpstarter.cli.leases_cmd import client_options
+from jumpstarter.cli.lease_args import client_options
 from jumpstarter.cli.options import exporter_options, exporter_path
 
 
@@ -200,7 +200,7 @@ def _leased_shell(
 ) -> int:
     """`wanted`: the -l selectors, the -n exporter name and --acquisition-timeout."""
     from jumpstarter.cli import lease_shell
-    from jumpstarter.cli.leases_cmd import _duration, checked_selector, load_client_config
+    from jumpstarter.cli.lease_args import checked_selector, duration_seconds, load_client_config
 
     selector, exporter_name, acquisition_timeout = wanted
     if (selector or exporter_name) and lease_name:
@@ -211,8 +211,8 @@ def _leased_shell(
     config = load_client_config(client, client_config)
     if acquisition_timeout is not None:
         config.leases.acquisition_timeout = acquisition_timeout
-    return lease_shell.run(config, checked_selector(selector), lease_name, _duration(duration), command, exporter_logs,
-                           exporter_name=exporter_name)
+    return lease_shell.run(config, checked_selector(selector), lease_name, duration_seconds(duration), command,
+                           exporter_logs, exporter_name=exporter_name)
 
 
 def _direct_endpoint(path: Any) -> Any:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from jumpstarter.cli.leases_cmd import parse_begin_time
+from jumpstarter.cli.lease_args import parse_begin_time
 
 NOW = datetime(2026, 5, 4, 7, 0, tzinfo=UTC)
 
