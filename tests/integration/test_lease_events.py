@@ -114,9 +114,10 @@ async def _upstream_like_controller(tmp: Path) -> AsyncIterator[tuple[ClientConf
 
     from jumpstarter.config.common import ObjectMeta, TLSConfig
     from jumpstarter.controller.auth import TokenAuthority
+    from jumpstarter.controller.client_service import ClientServicer
     from jumpstarter.controller.coordinator import Coordinator
     from jumpstarter.controller.model import Kind
-    from jumpstarter.controller.service import Authenticator, ClientServicer
+    from jumpstarter.controller.service import Authenticator
     from jumpstarter.controller.store.sqlite import SqliteStore
     from jumpstarter.direct.tls import generate_self_signed
     from jumpstarter.protocol.client.v1 import client_pb2_grpc

@@ -22,13 +22,14 @@ import grpc
 
 from jumpstarter.controller.admin_service import AdminServicer
 from jumpstarter.controller.auth import TokenAuthority
+from jumpstarter.controller.client_service import ClientServicer
 from jumpstarter.controller.coordinator import OFFLINE_GRACE, Coordinator
 from jumpstarter.controller.dial import Dialer
 from jumpstarter.controller.lease_watch import LeaseWatchServicer
 from jumpstarter.controller.model import DEFAULT_NAMESPACE, Identity, Kind, Lease
 from jumpstarter.controller.oidc import OidcIssuers, load_auth_config
 from jumpstarter.controller.routers import RouterRegistry, RouterRegistryServicer
-from jumpstarter.controller.service import Authenticator, ClientServicer, ControllerServicer
+from jumpstarter.controller.service import Authenticator, ControllerServicer
 from jumpstarter.controller.store.sqlite import SqliteStore
 from jumpstarter.direct.tls import ServerIdentity, generate_self_signed
 from jumpstarter.protocol.admin.v1 import admin_pb2_grpc, leases_pb2_grpc, routers_pb2_grpc

@@ -1,6 +1,8 @@
-"""gRPC servicers of the controller: `jumpstarter.v1.ControllerService` (exporters, legacy lease
-calls) and `jumpstarter.client.v1.ClientService` (clients). They authenticate, translate and call
-the `Coordinator`; errors become statuses through the one table in `jumpstarter.wire.status`."""
+"""gRPC servicer of the controller's `jumpstarter.v1.ControllerService` (exporters, legacy lease
+calls), and what every controller servicer shares: authentication, the translation of leases and
+exporters into messages, resource names. Servicers authenticate, translate and call the
+`Coordinator`; errors become statuses through the one table in `jumpstarter.wire.status`.
+`client_service` serves clients (`jumpstarter.client.v1.ClientService`)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from jumpstarter.controller.coordinator import Coordinator, ExporterInfo
 from jumpstarter.controller.model import Identity, Kind, Lease, LeasePhase
 from jumpstarter.controller.selectors import Op, Selector, parse_selector
 from jumpstarter.exporter.status import ExporterStatus
-from jumpstarter.protocol.client.v1 import client_pb2, client_pb2_grpc
+from jumpstarter.protocol.client.v1 import client_pb2
 from jumpstarter.protocol.v1 import jumpstarter_pb2, jumpstarter_pb2_grpc, kubernetes_pb2
 from jumpstarter.wire import status as wire_status
 
@@ -318,138 +320,3 @@ def _legacy_selector(text: str) -> kubernetes_pb2.LabelSelector:
         else:
             message.match_expressions.add(key=r.key, operator=names[r.op], values=list(r.values))
     return message
-
-
-# ---- client.v1 ClientService ------------------------------------------------------------------
-
-#: UpdateLease mask paths we accept (snake_case and JSON names) -> the field they change.
-UPDATE_PATHS = {
-    "duration": "duration", "begin_time": "begin_time", "beginTime": "begin_time", "client": "client",
-}
-
-class ClientServicer(client_pb2_grpc.ClientServiceServicer):
-    """Clients list exporters and create, inspect, change and release leases here."""
-
-    def __init__(self, coordinator: Coordinator, auth: Authenticator) -> None:
-        self.coordinator = coordinator
-        self.auth = auth
-
-    def _caller(self, context: grpc.aio.ServicerContext, namespace: str | None = None) -> tuple[Principal, Identity]:
-        who = self.auth(context, Kind.CLIENT)
-        if namespace is not None and namespace != who.namespace:
-            raise errors.PermissionDeniedError(f"client {who.namespace}/{who.name} cannot use namespace {namespace}")
-        return who, self.coordinator.get_identity(Kind.CLIENT, who.namespace, who.name)
-
-    def _owner_or_admin(self, context: grpc.aio.ServicerContext, name: str) -> tuple[str, str, Identity | None]:
-        """(namespace, lease name, calling client) for a call on lease `name`: a client may only
-        reach its own namespace; an administrator (client None) any."""
-        who = self.auth(context, Kind.CLIENT, Kind.ADMIN)
-        namespace, lease_name = parse_name(name, "leases", who)
-        if who.kind is Kind.ADMIN:
-            return namespace, lease_name, None
-        return namespace, lease_name, self._caller(context, namespace)[1]
-
-    def _lease(self, lease: Lease) -> client_pb2.Lease:
-        return lease_message(lease, self.coordinator.positions.get(lease.key))
-
-    @unary
-    async def GetExporter(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        who = self.auth(context, Kind.CLIENT)
-        namespace, name = parse_name(request.name, "exporters", who)
-        self._caller(context, namespace)
-        return exporter_message(self.coordinator.get_exporter(namespace, name))
-
-    @unary
-    async def ListExporters(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        who = self.auth(context, Kind.CLIENT)
-        namespace = parse_parent(request.parent, who)
-        self._caller(context, namespace)
-        found = self.coordinator.list_exporters(namespace, request.filter)
-        return client_pb2.ListExportersResponse(exporters=[exporter_message(info) for info in found])
-
-    @unary
-    async def GetLease(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        namespace, name, client = self._owner_or_admin(context, request.name)
-        return self._lease(self.coordinator.get_lease(client, namespace, name))
-
-    @unary
-    async def ListLeases(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        who = self.auth(context, Kind.CLIENT)
-        namespace = parse_parent(request.parent, who)
-        self._caller(context, namespace)
-        only_active = request.only_active if request.HasField("only_active") else True
-        wanted = parse_selector(request.filter)
-        # every client's, as upstream: `jmp get leases` shows the caller's own unless -A/--all-clients,
-        # and `jmp get exporters --with leases` names whoever holds each exporter
-        leases = [
-            lease for lease in self.coordinator.list_leases(namespace, None, only_active)
-            if wanted.matches(lease.tags)
-        ]
-        return client_pb2.ListLeasesResponse(leases=[self._lease(lease) for lease in leases])
-
-    @unary
-    async def CreateLease(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        who = self.auth(context, Kind.CLIENT)
-        namespace = parse_parent(request.parent, who)
-        _, client = self._caller(context, namespace)
-        spec = request.lease
-        if not spec.HasField("duration"):
-            raise errors.ArgumentError("a lease needs a duration")
-        begin = spec.begin_time.ToNanoseconds() / 1e9 if spec.HasField("begin_time") else None
-        lease = self.coordinator.create_lease(
-            client, spec.selector, spec.duration.ToNanoseconds() / 1e9, name=request.lease_id,
-            exporter_name=spec.exporter_name if spec.HasField("exporter_name") else None,
-            begin_time=begin, tags=dict(spec.tags),
-        )
-        return self._lease(lease)
-
-    @unary
-    async def UpdateLease(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        """Change duration, begin time or owner (`update_mask` paths `duration`, `begin_time`,
-        `client`; without a mask, the fields that are set)."""
-        namespace, name, client = self._owner_or_admin(context, request.lease.name)
-        spec = request.lease
-        if request.HasField("update_mask"):
-            paths = {UPDATE_PATHS.get(path, path) for path in request.update_mask.paths}
-        else:
-            paths = {path for path in ("duration", "begin_time") if spec.HasField(path)} | (
-                {"client"} if spec.client else set()
-            )
-        unsupported = paths - set(UPDATE_PATHS.values())
-        if unsupported:
-            raise NotImplementedError(f"updating {', '.join(sorted(unsupported))} of a lease is not supported")
-        changes: dict[str, Any] = {}
-        if "duration" in paths:
-            if not spec.HasField("duration"):
-                raise errors.ArgumentError("the update mask names duration but the lease has none")
-            changes["duration"] = spec.duration.ToNanoseconds() / 1e9
-        if "begin_time" in paths:
-            if not spec.HasField("begin_time"):
-                raise errors.ArgumentError("the update mask names begin_time but the lease has none")
-            changes["begin_time"] = spec.begin_time.ToNanoseconds() / 1e9
-        if "client" in paths:
-            if not spec.client:
-                raise errors.ArgumentError("the update mask names client but the lease has none")
-            # a bare client name means one of the lease's namespace
-            owner_namespace, owner = parse_name(spec.client, "clients", Principal(Kind.CLIENT, namespace, ""))
-            if owner_namespace != namespace:
-                raise errors.PermissionDeniedError(
-                    f"lease {namespace}/{name} can only move to a client of namespace {namespace}"
-                )
-            changes["owner"] = owner
-        return self._lease(self.coordinator.update_lease(client, namespace, name, **changes))
-
-    @unary
-    async def DeleteLease(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        who = self.auth(context, Kind.CLIENT)
-        namespace, name = parse_name(request.name, "leases", who)
-        _, client = self._caller(context, namespace)
-        self.coordinator.release_lease(client, namespace, name)
-        return empty_pb2.Empty()
-
-    @unary
-    async def RotateToken(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        who, _ = self._caller(context)
-        identity = self.coordinator.rotate(Kind.CLIENT, who.namespace, who.name)
-        token, expiry = self.auth.authority.issue(identity)
-        return client_pb2.RotateTokenResponse(token=token, expiry=timestamp(expiry))
