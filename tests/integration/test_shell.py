@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from tests.integration.conftest import Cli, assert_clean_failure
+import os
+import signal
+import subprocess
+
+from tests.integration.conftest import JMP, Cli, assert_clean_failure, wait_until
 
 
 def test_exit_status_propagates_and_j_works(cli: Cli) -> None:
@@ -53,6 +57,25 @@ def test_command_not_found_and_signals(cli: Cli) -> None:
     assert "command not found: no-such-program-here" in missing.stderr
     killed = cli.jmp("shell", "--exporter-config", config, "--", "sh", "-c", "kill -TERM $$")
     assert killed.returncode == 128 + 15
+
+
+def test_ctrl_c_is_the_commands_to_handle(cli: Cli) -> None:
+    # a terminal's Ctrl-C reaches the whole foreground group; an interactive shell ignores it, and
+    # so must `jmp shell` around it (it used to kill the command and end the shell)
+    script = 'trap "" INT; touch started; while [ ! -e go ]; do sleep 0.02; done; echo survived'
+    proc = subprocess.Popen([JMP, "shell", "--exporter-config", str(cli.exporter_config()), "--", "sh", "-c", script],
+                            env=cli.env, cwd=cli.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_until(lambda: (cli.tmp / "started").exists() or proc.poll() is not None, what="the command started")
+        os.killpg(proc.pid, signal.SIGINT)
+        (cli.tmp / "go").touch()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, out) == (0, "survived\n"), err
 
 
 def test_interactive_shell_reads_commands_from_stdin(cli: Cli) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from jumpstarter.cli.shell import _RemoteLogPrinter
+from jumpstarter.cli.shell import _RemoteLogPrinter, command_or_shell, exporter_motd
 
 #: Exit code when the lease ended under the command (`LeaseEndedError` in cli.errors).
 LEASE_ENDED_EXIT = 9
@@ -69,26 +69,6 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
         child.wait(STOP_GRACE)
     except subprocess.TimeoutExpired:
         child.kill()
-
-
-def _run_watched(argv: list[str], env: dict[str, str], end: _LeaseEnd) -> int:
-    """Run `argv` like a shell would report it, stopping it if the lease ends meanwhile."""
-    try:
-        child = subprocess.Popen(argv, env=env)
-    except FileNotFoundError:
-        click.echo(f"Error: command not found: {argv[0]}", err=True)
-        return 127
-    except PermissionError:
-        click.echo(f"Error: permission denied: {argv[0]}", err=True)
-        return 126
-    end.watch(child)
-    while True:
-        try:
-            code = child.wait()
-            break
-        except KeyboardInterrupt:  # the child got the terminal's SIGINT too; let it decide
-            continue
-    return 128 - code if code < 0 else code
 
 
 def run(
@@ -191,7 +171,7 @@ def _on_lease(
             client_from_path(socket_path, portal, allow=allow, unsafe=unsafe, channel_options=options) as root,
             root.log_stream(show_all=exporter_logs),
         ):
-            motd = _motd(root)
+            motd = exporter_motd(root)
             if motd:
                 _say(motd)
             env = dict(os.environ)
@@ -204,7 +184,7 @@ def _on_lease(
             })
             with command_server(root, tmp) as j_socket:
                 env["JMP_J_SOCKET"] = j_socket
-                code = _child(command, ready.exporter, env, end)
+                code = command_or_shell(command, ready.exporter, env, end.watch)
             if end.ending_it_ourselves() and created:
                 try:  # runs afterLease now, while its output still reaches us
                     root.end_session()
@@ -247,26 +227,3 @@ class DrainingLogPrinter(_RemoteLogPrinter):
         self.last = max(self.last, time.monotonic())
         while time.monotonic() < min(deadline, self.last + self.QUIET):
             time.sleep(0.02)
-
-
-def _motd(root: Any) -> str:
-    """The exporter's message of the day (with what its beforeLease hook added)."""
-    from google.protobuf import empty_pb2
-
-    connection = root.connection
-    report = connection.exporter_stub().GetReport(empty_pb2.Empty(), metadata=connection.metadata(()), timeout=10)
-    return str(report.motd)
-
-
-def _child(command: tuple[str, ...], exporter: str, env: dict[str, str], end: _LeaseEnd) -> int:
-    import sysconfig
-
-    from jumpstarter.cli.shell import shell_argv
-
-    # `j` lives next to the running `jmp`, even when its venv is not activated
-    env["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")])
-    if command:
-        return _run_watched(list(command), env, end)
-    argv, prompt = shell_argv(exporter)
-    env.update(prompt)
-    return _run_watched(argv, env, end)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -64,18 +65,28 @@ def _user_name() -> str:
         return ""
 
 
-def _call(argv: list[str], env: dict[str, str]) -> int:
-    """Run `argv` to completion; its exit status as a shell reports it (127: not found, 128+N: signal N)."""
+def run_child(argv: list[str], env: dict[str, str], started: Callable[[Any], None] | None = None) -> int:
+    """Run `argv` to completion; its exit status as a shell reports it (127: not found, 126: not
+    executable, 128+N: signal N). `started` gets the process once it runs. Ctrl-C reaches the child
+    from the terminal; the child decides (an interactive shell ignores it), we keep waiting."""
     import subprocess
 
     try:
-        code = subprocess.call(argv, env=env)
+        child = subprocess.Popen(argv, env=env)
     except FileNotFoundError:
         click.echo(f"Error: command not found: {argv[0]}", err=True)
         return 127
     except PermissionError:
         click.echo(f"Error: permission denied: {argv[0]}", err=True)
         return 126
+    if started is not None:
+        started(child)
+    while True:
+        try:
+            code = child.wait()
+            break
+        except KeyboardInterrupt:
+            continue
     return 128 - code if code < 0 else code
 
 
@@ -233,16 +244,20 @@ def _direct_endpoint(path: Any) -> Any:
     return target
 
 
-def _run_child(command: tuple[str, ...], name: str, env: dict[str, str]) -> int:
+def command_or_shell(
+    command: tuple[str, ...], name: str, env: dict[str, str], started: Callable[[Any], None] | None = None
+) -> int:
+    """Run `command` (or, without one, an interactive shell whose prompt names exporter `name`)
+    with `env`, `j` on its PATH; its exit status (see `run_child`)."""
     import sysconfig
 
     # `j` lives next to the running `jmp`, even when its venv is not activated
     env["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")])
     if command:
-        return _call(list(command), env)
+        return run_child(list(command), env, started)
     argv, prompt = shell_argv(name)
     env.update(prompt)
-    return _call(argv, env)
+    return run_child(argv, env, started)
 
 
 def _direct_shell(target: Any, name: str, command: tuple[str, ...], exporter_logs: bool) -> int:
@@ -282,7 +297,7 @@ def _direct_shell(target: Any, name: str, command: tuple[str, ...], exporter_log
                     env["JMP_TLS_CA"] = target.ca_file
                 with command_server(root, tmp) as j_socket:
                     env["JMP_J_SOCKET"] = j_socket
-                    code = _run_child(command, name, env)
+                    code = command_or_shell(command, name, env)
                 try:
                     root.end_session()  # runs afterLease now, while its output still reaches us
                     handler.drain()
@@ -356,7 +371,7 @@ def _local_shell(name: str, path: Any, command: tuple[str, ...], exporter_logs: 
                 )
                 with client_from_path(socket_path, portal, unsafe=True) as root, command_server(root, tmp) as j_socket:
                     env["JMP_J_SOCKET"] = j_socket
-                    code = _run_child(command, name, env)
+                    code = command_or_shell(command, name, env)
                 portal.call(built.end_lease, run_hooks)
     finally:
         logging.getLogger().removeHandler(handler)
