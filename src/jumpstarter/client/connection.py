@@ -15,8 +15,8 @@ from typing import Any
 
 import grpc
 
-from jumpstarter.exporter.server import GRPC_OPTIONS
 from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc, router_pb2_grpc
+from jumpstarter.wire.options import GRPC_OPTIONS
 from jumpstarter.wire.values import CODEC_USER_AGENT
 
 CHANNEL_OPTIONS = (

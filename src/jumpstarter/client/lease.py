@@ -32,7 +32,8 @@ from jumpstarter.errors import (
     ExporterNotReadyError,
     LeaseEndedError,
 )
-from jumpstarter.streams.tunnel import ROUTER_CHANNEL_OPTIONS, open_stream, splice
+from jumpstarter.streams.tunnel import open_stream, splice
+from jumpstarter.wire.options import ROUTER_CHANNEL_OPTIONS
 
 log = logging.getLogger("jumpstarter.client.lease")
 

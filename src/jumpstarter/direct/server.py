@@ -11,10 +11,11 @@ import grpc
 
 from jumpstarter.direct.gate import SessionGate
 from jumpstarter.direct.tls import ServerIdentity
-from jumpstarter.exporter.server import GRPC_OPTIONS, add_servicers
+from jumpstarter.exporter.server import add_servicers
 from jumpstarter.exporter.servicer import abort_with
 from jumpstarter.exporter.session import Session
 from jumpstarter.wire.listen import add_port
+from jumpstarter.wire.options import GRPC_OPTIONS
 
 #: RPCs that never start a session (anyone authenticated may ask for the status).
 _UNGATED = ("/jumpstarter.v1.ExporterService/GetStatus",)

@@ -80,7 +80,8 @@ class Exporter:
         """Serve on unix sockets and/or a TCP listener (plus a private hook socket) until the block
         exits; drivers are closed afterwards. With `tcp`, `self.tcp_port` is the bound port.
         `socket_options` are added to the gRPC options of the unix-socket server."""
-        from jumpstarter.exporter.server import GRPC_OPTIONS, serve_unix
+        from jumpstarter.exporter.server import serve_unix
+        from jumpstarter.wire.options import GRPC_OPTIONS
 
         self.exit_event = anyio.Event()
         with tempfile.TemporaryDirectory(prefix="jmp-exporter-") as tmp:

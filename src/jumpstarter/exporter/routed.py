@@ -10,7 +10,8 @@ import socket
 
 import grpc
 
-from jumpstarter.streams.tunnel import ROUTER_CHANNEL_OPTIONS, open_stream, splice
+from jumpstarter.streams.tunnel import open_stream, splice
+from jumpstarter.wire.options import ROUTER_CHANNEL_OPTIONS
 
 log = logging.getLogger("jumpstarter.exporter.routed")
 

@@ -13,17 +13,7 @@ from jumpstarter.exporter.servicer import ExporterServicer, StreamServicer
 from jumpstarter.exporter.session import Session
 from jumpstarter.exporter.status import CALLABLE, ExporterStatus
 from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc, router_pb2_grpc
-
-#: Channel/server options shared by both ends: large frames, frequent keepalives.
-GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
-    ("grpc.max_receive_message_length", 16 << 20),
-    ("grpc.max_send_message_length", 16 << 20),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-)
+from jumpstarter.wire.options import GRPC_OPTIONS
 
 
 def add_servicers(

@@ -41,17 +41,6 @@ STREAM_METHOD = "/jumpstarter.v1.RouterService/Stream"
 #: How long a finished tunnel waits for the call's final status before cancelling it.
 CLOSE_GRACE = 5.0
 
-#: Options of channels to routers: frames up to 16 MiB, keepalives that notice a dead router.
-ROUTER_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
-    ("grpc.max_receive_message_length", 16 << 20),
-    ("grpc.max_send_message_length", 16 << 20),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2_000),
-)
 
 #: Extra options for both ends of a gRPC connection carried through a tunnel (the client's channel
 #: on the lease socket, the exporter's session server): the HTTP/2 flow-control window must cover
