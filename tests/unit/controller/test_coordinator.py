@@ -13,17 +13,11 @@ from jumpstarter.controller.model import Kind, LeasePhase
 from jumpstarter.controller.store.sqlite import SqliteStore
 from jumpstarter.errors import PermissionDeniedError
 from jumpstarter.exporter.status import ExporterStatus
+from tests.unit.controller.clock import Clock
 
 pytestmark = pytest.mark.anyio
 NS = "default"
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def next_item(stream: object) -> Assignment:

@@ -14,17 +14,11 @@ from jumpstarter.controller.model import Identity, Kind, LeasePhase, Policy
 from jumpstarter.controller.store.sqlite import SqliteStore
 from jumpstarter.errors import AlreadyExistsError, ArgumentError, NotFoundError, PermissionDeniedError
 from jumpstarter.exporter.status import ExporterStatus
+from tests.unit.controller.clock import Clock
 
 pytestmark = pytest.mark.anyio
 NS = "default"
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def setup(tmp_path: Path, clock: Clock) -> tuple[Coordinator, Identity, Identity]:

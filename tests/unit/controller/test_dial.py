@@ -19,18 +19,12 @@ from jumpstarter.controller.store.sqlite import SqliteStore
 from jumpstarter.controller.stream_tokens import StreamTokenVerifier
 from jumpstarter.errors import ConnectionLostError, ExporterNotReadyError, LeaseEndedError, PermissionDeniedError
 from jumpstarter.exporter.status import ExporterStatus
+from tests.unit.controller.clock import Clock
 
 pytestmark = pytest.mark.anyio
 NS = "default"
 S = ExporterStatus
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Lab:

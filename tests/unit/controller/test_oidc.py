@@ -20,16 +20,7 @@ from jumpstarter.controller.oidc import AuthConfig, OidcIssuers, load_auth_confi
 from jumpstarter.controller.store.sqlite import SqliteStore
 from jumpstarter.errors import AlreadyExistsError, ArgumentError, ConfigurationError, UnauthenticatedError
 from tests.oidc_provider import OidcProvider
-
-
-class Clock:
-    """A monotonic clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.controller.clock import Clock
 
 
 @pytest.fixture
