@@ -1,7 +1,8 @@
 """Running a controller: data directory, TLS, admin credential, gRPC server, clean shutdown.
 
 Data directory layout: `controller.db` (SQLite store: identities, leases, policies, signing keys),
-`tls/cert.pem` + `tls/key.pem` (self-signed unless given), `admin.yaml` (a ClientConfig-shaped
+`tls/cert.pem` + `tls/key.pem` (self-signed unless given), `session-ca.crt` + `session-ca.key` (the CA of
+end-to-end TLS sessions, see session_certs), `admin.yaml` (a ClientConfig-shaped
 credential for `jmp admin`, rewritten on every start with the current endpoint).
 """
 
@@ -30,9 +31,10 @@ from jumpstarter.controller.model import DEFAULT_NAMESPACE, Identity, Kind, Leas
 from jumpstarter.controller.oidc import OidcIssuers, load_auth_config
 from jumpstarter.controller.routers import RouterRegistry, RouterRegistryServicer
 from jumpstarter.controller.service import Authenticator, ControllerServicer
+from jumpstarter.controller.session_certs import SessionCA, SessionCertificateServicer
 from jumpstarter.controller.store.sqlite import SqliteStore
 from jumpstarter.direct.tls import ServerIdentity, generate_self_signed
-from jumpstarter.protocol.admin.v1 import admin_pb2_grpc, leases_pb2_grpc, routers_pb2_grpc
+from jumpstarter.protocol.admin.v1 import admin_pb2_grpc, leases_pb2_grpc, routers_pb2_grpc, sessions_pb2_grpc
 from jumpstarter.protocol.client.v1 import client_pb2_grpc
 from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc
 from jumpstarter.wire.listen import add_port
@@ -216,6 +218,9 @@ async def serve(settings: ControllerSettings, announce: Callable[[str], None] = 
         client_pb2_grpc.add_ClientServiceServicer_to_server(ClientServicer(coordinator, auth), server)
         leases_pb2_grpc.add_LeaseWatchServiceServicer_to_server(LeaseWatchServicer(coordinator, auth), server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(coordinator, auth), server)
+        sessions_pb2_grpc.add_SessionCertificateServiceServicer_to_server(
+            SessionCertificateServicer(SessionCA.load_or_create(settings.data_dir), auth, coordinator), server
+        )
         credentials = grpc.ssl_server_credentials([(identity.key_pem, identity.cert_pem)])
         port = add_port(server, settings.address, credentials)
         await server.start()
