@@ -36,6 +36,30 @@ def grpc_target(path_or_address: str) -> str:
     return path_or_address
 
 
+def unix_path(address: str) -> str | None:
+    """The socket path of a unix-socket address (a path, `unix:PATH` or `unix://PATH`), else None."""
+    if address.startswith("unix:"):
+        path = address.removeprefix("unix:")
+        return path[2:] if path.startswith("//") else path
+    return address if address.startswith(("/", ".")) else None  # else host:port or another scheme
+
+
+def _session_tls(address: str) -> tuple[grpc.ChannelCredentials, tuple[tuple[str, Any], ...]] | None:
+    """Mutual TLS credentials and options for a socket with session TLS settings beside it."""
+    path = unix_path(address)
+    if path is None:
+        return None
+    from jumpstarter.client.session_tls import read_sidecar
+
+    tls = read_sidecar(path)
+    if tls is None:
+        return None
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=tls.ca.encode(), private_key=tls.key.encode(), certificate_chain=tls.cert.encode()
+    )
+    return credentials, (("grpc.ssl_target_name_override", tls.server_name),)
+
+
 class Connection:
     """Channels and stubs for one exporter, shared by every client in its tree."""
 
@@ -53,6 +77,12 @@ class Connection:
         self.target = grpc_target(address)
         self.portal = portal
         self.stack = ExitStack()
+        if credentials is None:
+            session_tls = _session_tls(address)
+            if session_tls is not None:  # a leased exporter's socket: TLS through it, end to end
+                credentials, tls_options = session_tls
+                channel_options = (*channel_options, *tls_options)
+                self.target = f"unix:{unix_path(address)}"
         self._credentials = credentials
         self._extra_metadata = call_credentials_metadata
         self._options = (*CHANNEL_OPTIONS, *channel_options)

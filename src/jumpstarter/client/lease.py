@@ -276,13 +276,24 @@ class LeaseTunnel:
 
 @asynccontextmanager
 async def serve_lease(tunnel: LeaseTunnel, path: str) -> AsyncIterator[LeaseTunnel]:
-    """Serve `tunnel` on a unix socket at `path` (private to this user) until the block exits."""
+    """Serve `tunnel` on a unix socket at `path` (private to this user) until the block exits.
+    When the lease's exporter serves end-to-end TLS sessions, `<path>.tls` tells connections how
+    (see client.session_tls)."""
+    from jumpstarter.client.session_tls import prepare, sidecar_path, write_sidecar
+
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(path)
         os.chmod(path, 0o600)
         listener.listen(128)
         listener.setblocking(False)
+        try:
+            tls = await prepare(tunnel.session, tunnel.lease_name)
+        except Exception as exc:  # plaintext through the router, as before
+            log.debug("no end-to-end TLS for lease %s: %s", tunnel.lease_name, exc)
+            tls = None
+        if tls is not None:
+            write_sidecar(path, tls)
         acceptor = asyncio.ensure_future(tunnel.serve(listener))
         try:
             yield tunnel
@@ -293,6 +304,8 @@ async def serve_lease(tunnel: LeaseTunnel, path: str) -> AsyncIterator[LeaseTunn
         listener.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(sidecar_path(path))
 
 
 def _describe(exc: BaseException) -> str:

@@ -6,6 +6,11 @@ Client connections reach the exporter through routers: while it holds a lease it
 stream open, and bridges every stream announced there to a fresh connection to its own session
 socket (`routed.RoutedConnections`). Those connections outlive a lost controller (only the
 Listen stream is re-opened on reconnection) and are cut when the lease ends.
+
+End-to-end TLS sessions: once the controller issues the exporter a session certificate, the
+session is also served over TLS (mutual, only the current lease's client certificate admitted) on
+`session-tls.sock` next to the session socket, so routers only carry ciphertext. A controller
+without the service (upstream's) leaves the exporter serving as before.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +57,8 @@ class ControlledExporter:
         self._control: tuple[Any, Any] | None = None  # (stub, metadata) while connected
         self._background: set[asyncio.Task[None]] = set()
         self.routed: RoutedConnections | None = None
+        self._extra_servers: AsyncExitStack | None = None  # the TLS session server, once started
+        self.tls_session_socket: str | None = None  # its socket, once serving
         #: (status, message) last reported on this connection: the change watcher and the lease
         #: steps both report, and the controller needs each state once
         self._reported: tuple[int, str] | None = None
@@ -66,7 +74,10 @@ class ControlledExporter:
     async def _run(self, session_socket: str) -> int:
         self.routed = RoutedConnections(session_socket, self.config.tls.ca)
         self.exporter.on_session_ended = self._session_ended
-        async with self.exporter.serving(session_socket, socket_options=TUNNELLED_OPTIONS):
+        async with (
+            self.exporter.serving(session_socket, socket_options=TUNNELLED_OPTIONS),
+            AsyncExitStack() as self._extra_servers,
+        ):
             main = asyncio.ensure_future(self._reconnect_forever())
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -132,6 +143,7 @@ class ControlledExporter:
                 for r in session.reports
             ]
             await stub.Register(pb.RegisterRequest(labels=session.labels, reports=reports), metadata=metadata)
+            await self._serve_tls_sessions(channel, metadata)
             self._control = (stub, metadata)
             self._reported = None  # a new connection hears the current state at least once
             reporter = asyncio.ensure_future(self._report_changes(stub, metadata))
@@ -147,6 +159,37 @@ class ControlledExporter:
                 reporter.cancel()
                 await asyncio.gather(reporter, return_exceptions=True)
                 self._stop_listen()  # routed connections stay: they do not go through the controller
+
+    async def _serve_tls_sessions(self, channel: Any, metadata: Any) -> None:
+        """Ask for a session certificate and serve TLS sessions with it (on the first connection
+        to the controller; again on a reconnection only while that has not worked: the server's
+        credentials are fixed once it runs, and the certificate is valid for a year)."""
+        import grpc
+
+        from jumpstarter.exporter.session_tls import CurrentLeaseOnly, certificate_namespace, server_credentials
+        from jumpstarter.wire.session_tls import request_certificate
+
+        if self.tls_session_socket is not None or self._extra_servers is None or self.routed is None:
+            return
+        try:
+            issued = await request_certificate(channel, metadata)
+        except grpc.aio.AioRpcError as exc:
+            log.info("no session certificate (%s: %s); serving without TLS sessions", exc.code().name, exc.details())
+            return
+        if issued is None:
+            log.debug("the controller issues no session certificates; serving without TLS sessions")
+            return
+        path = os.path.join(os.path.dirname(self.routed.session_socket), "session-tls.sock")
+        guard = CurrentLeaseOnly(certificate_namespace(issued.certificate_pem), lambda: self.exporter.lease_name)
+        try:
+            await self._extra_servers.enter_async_context(
+                self.exporter.serving_tls(path, server_credentials(issued), (guard,))
+            )
+        except (OSError, RuntimeError, ValueError) as exc:
+            log.warning("cannot serve TLS sessions on %s: %s", path, exc)
+            return
+        self.tls_session_socket = self.routed.tls_session_socket = path
+        log.info("serving end-to-end TLS sessions on %s", path)
 
     async def _apply(self, stub: Any, metadata: Any, assignment: Any) -> None:
         """Move to the lease the controller says we hold (or to none)."""

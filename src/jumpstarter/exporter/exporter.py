@@ -6,7 +6,7 @@ import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,6 +67,7 @@ class Exporter:
         self.gate: Any = None
         #: called after a client's EndSession ended the lease (a controlled exporter releases it)
         self.on_session_ended: Any = None
+        self._socket_options: tuple[tuple[str, Any], ...] = ()
 
     @property
     def status(self) -> ExporterStatus:
@@ -84,6 +85,7 @@ class Exporter:
         from jumpstarter.wire.options import GRPC_OPTIONS
 
         self.exit_event = anyio.Event()
+        self._socket_options = socket_options
         with tempfile.TemporaryDirectory(prefix="jmp-exporter-") as tmp:
             self.hook_socket = os.path.join(tmp, "hooks.sock")
             self.session.install_log_handler()
@@ -103,6 +105,20 @@ class Exporter:
                 if self.status is not S.OFFLINE:
                     self.session.status.transition(S.OFFLINE, "exporter stopped")
                 await self.session.close_drivers()
+
+    def serving_tls(
+        self, socket_path: str, credentials: Any, interceptors: tuple[Any, ...] = ()
+    ) -> AbstractAsyncContextManager[Any]:
+        """Serve the session on one more unix socket, speaking TLS with `credentials` (inside
+        `serving`: the same servicers and options as its sockets). A server of its own: gRPC
+        takes no new port once a server has started, and the certificate may come later."""
+        from jumpstarter.exporter.server import serve_unix
+        from jumpstarter.wire.options import GRPC_OPTIONS
+
+        return serve_unix(
+            self.session, socket_path, on_end_session=self._end_session_rpc, credentials=credentials,
+            interceptors=interceptors, options=(*GRPC_OPTIONS, *self._socket_options),
+        )
 
     def _serve_tcp(self, tcp: TcpListener) -> Any:
         from jumpstarter.direct.gate import SessionGate

@@ -19,8 +19,10 @@ log = logging.getLogger("jumpstarter.exporter.routed")
 class RoutedConnections:
     """Connections reaching this exporter's session through routers."""
 
-    def __init__(self, session_socket: str, ca_pem: str | None) -> None:
+    def __init__(self, session_socket: str, ca_pem: str | None, tls_session_socket: str | None = None) -> None:
         self.session_socket = session_socket
+        #: the session socket speaking TLS (end-to-end sessions), when the exporter serves one
+        self.tls_session_socket = tls_session_socket
         self._credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem.encode() if ca_pem else None)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()

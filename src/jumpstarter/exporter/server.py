@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -30,17 +30,21 @@ def add_servicers(
 @asynccontextmanager
 async def serve_unix(
     session: Session, path: str, *extra_paths: str, options: tuple[tuple[str, Any], ...] = GRPC_OPTIONS,
+    credentials: grpc.ServerCredentials | None = None, interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     **kwargs: Any,
 ) -> AsyncIterator[grpc.aio.Server]:
     """Serve `session` on unix sockets at `path` (and `extra_paths`) until the block exits; the
-    sockets are removed afterwards."""
+    sockets are removed afterwards. With `credentials` the sockets speak TLS."""
     paths = (path, *extra_paths)
     for p in paths:
         _claim_socket_path(p)
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=options, interceptors=interceptors)
     add_servicers(server, session, **kwargs)
     for p in paths:
-        server.add_insecure_port(f"unix://{p}")
+        if credentials is not None:
+            server.add_secure_port(f"unix://{p}", credentials)
+        else:
+            server.add_insecure_port(f"unix://{p}")
     await server.start()
     try:
         yield server
