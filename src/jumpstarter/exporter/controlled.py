@@ -189,7 +189,7 @@ class ControlledExporter:
             log.warning("cannot serve TLS sessions on %s: %s", path, exc)
             return
         self.tls_session_socket = self.routed.tls_session_socket = path
-        log.info("serving end-to-end TLS sessions on %s", path)
+        self.announce(f"exporter {self.name} serving end-to-end TLS sessions on {path}")
 
     async def _apply(self, stub: Any, metadata: Any, assignment: Any) -> None:
         """Move to the lease the controller says we hold (or to none)."""

@@ -48,7 +48,7 @@ class Lab:
         self.status: Any = self.coordinator.status_stream(NS, "board")
 
     def metadata(self, kind: Kind, name: str) -> tuple[tuple[str, str], ...]:
-        token, _ = self.authority.issue(self.store.get_identity(kind, NS, name))
+        token, _ = self.authority.issue(self.coordinator.get_identity(kind, NS, name))
         return (("authorization", f"Bearer {token}"),)
 
     async def lease(self) -> str:
@@ -71,7 +71,7 @@ async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
     await made.server.start()
     yield made
     await made.status.aclose()
-    await made.channel.close()
+    await made.channel.close(None)
     await made.server.stop(None)
 
 
@@ -144,3 +144,14 @@ def test_the_session_ca_is_kept_across_restarts(tmp_path: Path) -> None:
     assert SessionCA.load_or_create(tmp_path) == first
     ca = x509.load_pem_x509_certificate(first.cert_pem)
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+
+async def test_a_controller_without_the_service_gives_no_certificate() -> None:
+    server = grpc.aio.server()  # like upstream's controller: no SessionCertificateService
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            assert await request_certificate(channel, ()) is None
+    finally:
+        await server.stop(None)
