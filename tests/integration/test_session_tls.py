@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 
 import grpc
+import pytest
 from google.protobuf import empty_pb2
 
 from jumpstarter.client.lease import ControllerSession
@@ -75,3 +77,27 @@ def test_the_exporter_admits_the_current_leases_client_over_tls(cli: Cli) -> Non
             refused = wait_until(refused_during_second, what=f"lease {first}'s certificate refused during {second}")
             assert refused.startswith("PERMISSION_DENIED"), refused
             assert f"lease:default/{first}" in refused
+
+
+@pytest.mark.slow
+def test_a_restarted_controller_keeps_its_session_ca_and_learns_the_exporter_serves_tls(cli: Cli) -> None:
+    from tests.integration.test_controller_restart import controller_on
+
+    with controller(cli) as first:
+        port = first.port
+        create_clients(cli, "alice")
+        with exporter(cli, "tlsboard", "board=tls") as proc:
+            log = cli.tmp / "tlsboard.log"
+            wait_until(lambda: "serving end-to-end TLS sessions" in log.read_text(), what="TLS socket")
+            ca = (first.data_dir / "session-ca.crt").read_text()
+            first.proc.send_signal(signal.SIGTERM)
+            assert first.proc.wait(20) == 0
+            with controller_on(cli, port):
+                assert (first.data_dir / "session-ca.crt").read_text() == ca
+                config = ClientConfig.from_file(cli.config_home / "clients" / "alice.yaml")
+                lease = lease_for(cli)
+                # the exporter asks again once it has reconnected, and keeps its one TLS server
+                tls = wait_until(lambda: asyncio.run(certificate(config, lease)), what="exporter_tls after restart")
+                assert tls.ca == ca
+                assert proc.poll() is None
+                assert log.read_text().count("serving end-to-end TLS sessions") == 1

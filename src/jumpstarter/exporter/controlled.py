@@ -57,8 +57,10 @@ class ControlledExporter:
         self._control: tuple[Any, Any] | None = None  # (stub, metadata) while connected
         self._background: set[asyncio.Task[None]] = set()
         self.routed: RoutedConnections | None = None
-        self._extra_servers: AsyncExitStack | None = None  # the TLS session server, once started
-        self.tls_session_socket: str | None = None  # its socket, once serving
+        self._extra_servers: AsyncExitStack | None = None  # servers closed with the session server
+        self._tls_server: AsyncExitStack | None = None  # the TLS session server, once started
+        self._tls_ca: str | None = None  # the session CA it trusts
+        self.tls_session_socket: str | None = None  # its socket, while serving
         #: (status, message) last reported on this connection: the change watcher and the lease
         #: steps both report, and the controller needs each state once
         self._reported: tuple[int, str] | None = None
@@ -161,15 +163,16 @@ class ControlledExporter:
                 self._stop_listen()  # routed connections stay: they do not go through the controller
 
     async def _serve_tls_sessions(self, channel: Any, metadata: Any) -> None:
-        """Ask for a session certificate and serve TLS sessions with it (on the first connection
-        to the controller; again on a reconnection only while that has not worked: the server's
-        credentials are fixed once it runs, and the certificate is valid for a year)."""
+        """Ask for a session certificate on every connection to the controller (its record that
+        this exporter serves TLS sessions lives in memory: a restarted controller learns it again)
+        and serve TLS sessions with the first one; a certificate from another session CA (the
+        controller's data was reset) restarts the TLS server with it."""
         import grpc
 
         from jumpstarter.exporter.session_tls import CurrentLeaseOnly, certificate_namespace, server_credentials
         from jumpstarter.wire.session_tls import request_certificate
 
-        if self.tls_session_socket is not None or self._extra_servers is None or self.routed is None:
+        if self._extra_servers is None or self.routed is None:
             return
         try:
             issued = await request_certificate(channel, metadata)
@@ -179,15 +182,23 @@ class ControlledExporter:
         if issued is None:
             log.debug("the controller issues no session certificates; serving without TLS sessions")
             return
+        if issued.ca_pem == self._tls_ca:
+            return  # serving already, with a certificate from this CA
+        if self._tls_server is not None:
+            log.warning("the controller's session CA changed; restarting the TLS session server")
+            await self._tls_server.aclose()
+            self.tls_session_socket = self.routed.tls_session_socket = self._tls_ca = None
         path = os.path.join(os.path.dirname(self.routed.session_socket), "session-tls.sock")
         guard = CurrentLeaseOnly(certificate_namespace(issued.certificate_pem), lambda: self.exporter.lease_name)
+        self._tls_server = await self._extra_servers.enter_async_context(AsyncExitStack())
         try:
-            await self._extra_servers.enter_async_context(
+            await self._tls_server.enter_async_context(
                 self.exporter.serving_tls(path, server_credentials(issued), (guard,))
             )
         except (OSError, RuntimeError, ValueError) as exc:
             log.warning("cannot serve TLS sessions on %s: %s", path, exc)
             return
+        self._tls_ca = issued.ca_pem
         self.tls_session_socket = self.routed.tls_session_socket = path
         self.announce(f"exporter {self.name} serving end-to-end TLS sessions on {path}")
 
