@@ -32,9 +32,12 @@ def controller() -> None:
               help="How long a leased exporter may be disconnected before its lease ends.")
 @click.option("--auth-config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               metavar="FILE", help="OIDC issuers whose tokens are accepted too (`authentication.jwt[]`).")
+@click.option("--data-address", default=None, metavar="[HOST:]PORT|off",
+              help="Router data port, where end-to-end TLS sessions are spliced (default: a free port on the "
+                   "listening host; off: all routed traffic over RouterService.Stream).")
 @friendly
 def run(address: str, data_dir: Path, tls_cert: Path | None, tls_key: Path | None, endpoint: str | None,
-        router: bool, offline_grace: float, auth_config: Path | None) -> None:
+        router: bool, offline_grace: float, auth_config: Path | None, data_address: str | None) -> None:
     """Run a controller until SIGINT/SIGTERM (state is kept in --data-dir across restarts)."""
     from jumpstarter.controller.server import ControllerSettings, serve
 
@@ -42,7 +45,7 @@ def run(address: str, data_dir: Path, tls_cert: Path | None, tls_key: Path | Non
         raise click.UsageError("give both --tls-cert and --tls-key, or neither")
     settings = ControllerSettings(address=address, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
                                   endpoint=endpoint, router=router, offline_grace=offline_grace,
-                                  auth_config=auth_config)
+                                  auth_config=auth_config, data_address=data_address)
     from jumpstarter.streams import loops
 
     loops.run(serve(settings, announce=lambda line: print(line, file=sys.stderr, flush=True)))
@@ -60,16 +63,19 @@ def run(address: str, data_dir: Path, tls_cert: Path | None, tls_key: Path | Non
               help="Server certificate (PEM); default: one issued by the controller for the endpoint's host.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Server private key (PEM).")
+@click.option("--data-address", default=None, metavar="[HOST:]PORT|off",
+              help="Router data port, where end-to-end TLS sessions are spliced (default: a free port on the "
+                   "listening host; off: all routed traffic over RouterService.Stream).")
 @friendly
 def router_command(address: str, credential: Path, endpoint: str | None, tls_cert: Path | None,
-                   tls_key: Path | None) -> None:
+                   tls_key: Path | None, data_address: str | None) -> None:
     """Run a router attached to a controller until SIGINT/SIGTERM (routes client connections)."""
     from jumpstarter.controller.router_process import RouterSettings, serve_router
 
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("give both --tls-cert and --tls-key, or neither")
     settings = RouterSettings(address=address, credential=credential, endpoint=endpoint, tls_cert=tls_cert,
-                              tls_key=tls_key)
+                              tls_key=tls_key, data_address=data_address)
     from jumpstarter.streams import loops
 
     loops.run(serve_router(settings, announce=lambda line: print(line, file=sys.stderr, flush=True)))

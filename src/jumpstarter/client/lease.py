@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -32,10 +33,15 @@ from jumpstarter.errors import (
     ExporterNotReadyError,
     LeaseEndedError,
 )
+from jumpstarter.streams.dataplane import REQUEST_METADATA as DATA_PLANE_METADATA
+from jumpstarter.streams.dataplane import DataPortError, data_endpoint, is_tls, open_data_connection, pump
 from jumpstarter.streams.tunnel import open_stream, splice
 from jumpstarter.wire.options import ROUTER_CHANNEL_OPTIONS
 
 log = logging.getLogger("jumpstarter.client.lease")
+
+#: Seconds to wait at a data port for the exporter's side (the router's own pairing limit is 30).
+DATA_PORT_PATIENCE = 35.0
 
 #: Errors after which dialing again may work (the controller or exporter is briefly away).
 RETRYABLE = (ConnectionLostError, ExporterNotReadyError, TimeoutError)
@@ -86,10 +92,12 @@ class ControllerSession:
         self.metadata = auth_metadata(config)
         self.channel = grpc.aio.secure_channel(target, credentials, options=options)
 
-    async def call(self, method: Any, request: Any, seconds: float = 30.0) -> Any:
-        """Call a stub method (deadline: `seconds`); our exception types on failure."""
+    async def call(
+        self, method: Any, request: Any, seconds: float = 30.0, extra: tuple[tuple[str, str], ...] = ()
+    ) -> Any:
+        """Call a stub method (deadline: `seconds`, `extra` metadata); our exception types on failure."""
         try:
-            return await method(request, metadata=self.metadata, timeout=seconds)
+            return await method(request, metadata=(*self.metadata, *extra), timeout=seconds)
         except grpc.RpcError as exc:
             raise translate(exc, self.endpoint) from None
 
@@ -135,12 +143,14 @@ class ControllerSession:
         request = client_pb2.GetExporterRequest(name=f"namespaces/{self.namespace}/exporters/{name}")
         return dict((await self.call(self.clients().GetExporter, request)).labels)
 
-    async def dial(self, lease_name: str, seconds: float) -> tuple[str, str]:
-        """(router endpoint, stream token) for one new connection to the lease's exporter."""
+    async def dial(self, lease_name: str, seconds: float, data_plane: bool = False) -> tuple[str, str]:
+        """(router endpoint, stream token) for one new connection to the lease's exporter;
+        `data_plane`: ask to meet at the router's data port (an end-to-end TLS session)."""
         from jumpstarter.protocol.v1 import jumpstarter_pb2, jumpstarter_pb2_grpc
 
         stub = jumpstarter_pb2_grpc.ControllerServiceStub(self.channel)
-        answer = await self.call(stub.Dial, jumpstarter_pb2.DialRequest(lease_name=lease_name), seconds)
+        extra = ((DATA_PLANE_METADATA, "1"),) if data_plane else ()
+        answer = await self.call(stub.Dial, jumpstarter_pb2.DialRequest(lease_name=lease_name), seconds, extra)
         return answer.router_endpoint, answer.router_token
 
     async def close(self) -> None:
@@ -206,6 +216,10 @@ class LeaseTunnel:
     session: ControllerSession
     lease_name: str
     dial_timeout: float = 60.0
+    #: meet the exporter at routers' data ports (TLS sessions only); off after one failed
+    data_plane: bool = True
+    #: connections carried so far, by way: "data port" or "stream"
+    routes: Counter[str] = field(default_factory=Counter)
     _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -218,14 +232,14 @@ class LeaseTunnel:
             self._channels[endpoint] = channel
         return channel
 
-    async def dial(self) -> tuple[str, str]:
+    async def dial(self, data_plane: bool = False) -> tuple[str, str]:
         """A router endpoint and token for one connection, retrying while that may help."""
         deadline = time.monotonic() + self.dial_timeout
         delay = 0.1
         while True:
             remaining = deadline - time.monotonic()
             try:
-                return await self.session.dial(self.lease_name, max(1.0, min(remaining, 35.0)))
+                return await self.session.dial(self.lease_name, max(1.0, min(remaining, 35.0)), data_plane)
             except RETRYABLE as exc:
                 if time.monotonic() + delay > deadline:
                     raise
@@ -234,9 +248,19 @@ class LeaseTunnel:
             delay = min(delay * 2, 2.0)
 
     async def handle(self, sock: socket.socket) -> None:
-        """Carry one accepted connection through the router (closing it when done)."""
+        """Carry one accepted connection through the router (closing it when done). Its first bytes
+        say what it is: an end-to-end TLS session (`session_tls`) goes through the router's data
+        port when there is one; plaintext gRPC (upstream clients) goes over RouterService.Stream."""
         try:
-            endpoint, token = await self.dial()
+            first = await asyncio.get_running_loop().sock_recv(sock, 1 << 16)  # the client speaks first
+        except OSError:
+            first = b""
+        if not first:
+            sock.close()
+            return
+        data_plane = is_tls(first) and self.data_plane
+        try:
+            endpoint, token = await self.dial(data_plane)
         except BaseException as exc:
             sock.close()  # the client sees its connection fail (the shell reports why)
             if not isinstance(exc, Exception):
@@ -245,8 +269,23 @@ class LeaseTunnel:
             # "failed to connect" on its side of the socket
             log.warning("connection to lease %s failed: %s", self.lease_name, _describe(exc))
             return
+        meeting = data_endpoint(token) if data_plane else None
         try:
-            await splice(open_stream(self._channel(endpoint), token), sock)
+            if meeting is None:
+                self.routes["stream"] += 1
+                await splice(open_stream(self._channel(endpoint), token), sock, outbound_first=first)
+                return
+            try:
+                remote, early = await open_data_connection(meeting, token, DATA_PORT_PATIENCE)
+            except DataPortError as exc:
+                # say it once, and send later connections over RouterService.Stream (still end to
+                # end: the exporter tells TLS from plaintext there too)
+                log.warning("%s; lease %s goes over RouterService.Stream from now on", exc, self.lease_name)
+                self.data_plane = False
+                sock.close()
+                return
+            self.routes["data port"] += 1
+            await pump(sock, remote, to_right=first, to_left=early)
         except Exception as exc:
             log.info("routed connection to lease %s ended: %s", self.lease_name, _describe(exc))
 

@@ -96,9 +96,17 @@ class Dialer:
             return errors.ExporterNotReadyError(waiting), True
         return None
 
-    async def dial(self, client: Identity, namespace: str, lease_name: str, budget: float | None = None) -> Offer:
+    async def dial(
+        self,
+        client: Identity,
+        namespace: str,
+        lease_name: str,
+        budget: float | None = None,
+        data_plane: bool = False,
+    ) -> Offer:
         """An offer to reach the exporter of the client's lease; waits up to DIAL_WAIT (or the
-        caller's `budget` of seconds, less a margin) for the exporter to be ready."""
+        caller's `budget` of seconds, less a margin) for the exporter to be ready. `data_plane`:
+        the client asks to meet at the router's data port (granted when the router has one)."""
         wait = DIAL_WAIT if budget is None else max(0.0, min(DIAL_WAIT, budget - 0.5))
         deadline = time.monotonic() + wait
         while True:
@@ -113,8 +121,10 @@ class Dialer:
             await self.coordinator.wait_changed(remaining)
         assert lease.exporter is not None
         exporter = self.coordinator.get_identity(Kind.EXPORTER, lease.namespace, lease.exporter)
-        token, _ = mint(self.signer, lease.namespace, lease.name)
-        offer = Offer(self.routers.choose(exporter.effective_labels), token)
+        endpoint = self.routers.choose(exporter.effective_labels)
+        data_endpoint = self.routers.data_endpoint(endpoint) if data_plane else None
+        token, _ = mint(self.signer, lease.namespace, lease.name, data_endpoint=data_endpoint)
+        offer = Offer(endpoint, token)
         queue = self._listening[lease.key][-1]  # the newest Listen stream: an older one may be half-dead
         try:
             queue.put_nowait(offer)

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -87,6 +87,8 @@ class Router:
         self._spent: dict[str, float] = {}  # stream id -> token expiry (forgotten after it)
         self._by_lease: dict[str, set[_Side]] = {}
         self.pairs_total = 0
+        #: Also told when a lease's streams must end (the data port's connections)
+        self.lease_closers: list[Callable[[str, str], None]] = []
 
     @property
     def active_sides(self) -> int:
@@ -109,11 +111,22 @@ class Router:
             log.info("closing %d routed stream(s) of lease %s: %s", len(sides), lease, reason)
         for side in sides:
             side.stop(grpc.StatusCode.ABORTED, f"lease {lease} ended: {reason}")
+        for closer in self.lease_closers:
+            closer(lease, reason)
 
     def _forget_spent(self) -> None:
         now = time.time()
         if len(self._spent) > 256:
             self._spent = {sid: exp for sid, exp in self._spent.items() if exp > now}
+
+    def is_spent(self, stream_id: str) -> bool:
+        """Whether a stream id has paired (or given up waiting) here, by Stream or the data port."""
+        self._forget_spent()
+        return stream_id in self._spent
+
+    def spend(self, stream_id: str, expiry: float) -> None:
+        """Refuse `stream_id` from now on (until its token expires)."""
+        self._spent[stream_id] = expiry
 
     async def stream(self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
         """The Stream RPC: authenticate, pair, relay."""
@@ -126,8 +139,7 @@ class Router:
         if refusal is not None:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"stream token refused: {refusal}")
             return
-        self._forget_spent()
-        if grant.stream_id in self._spent:
+        if self.is_spent(grant.stream_id):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "stream token already used: dial again")
             return
         task = asyncio.current_task()

@@ -26,6 +26,7 @@ from typing import Any
 
 import grpc
 
+from jumpstarter.controller.data_port import DataPort, parse_address, public_endpoint
 from jumpstarter.controller.router import Router
 from jumpstarter.controller.stream_tokens import StreamTokenVerifier
 from jumpstarter.errors import ConfigurationError
@@ -47,6 +48,7 @@ class RouterSettings:
     endpoint: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    data_address: str | None = None  # data port: [HOST:]PORT, "off", None: any free port
 
 
 class WatchedLeases:
@@ -132,7 +134,7 @@ def _refused(exc: grpc.aio.AioRpcError) -> BaseException:
 
 async def _attach_forever(
     stub: Any, metadata: Any, endpoint: str, leases: WatchedLeases, router: Router, verifier: StreamTokenVerifier,
-    announce: Callable[[str], None],
+    announce: Callable[[str], None], data_endpoint: str = "",
 ) -> None:
     from jumpstarter.protocol.admin.v1 import routers_pb2
 
@@ -140,7 +142,8 @@ async def _attach_forever(
     while True:
         try:
             attached = False
-            async for event in stub.Attach(routers_pb2.AttachRouterRequest(endpoint=endpoint), metadata=metadata):
+            request = routers_pb2.AttachRouterRequest(endpoint=endpoint, data_endpoint=data_endpoint)
+            async for event in stub.Attach(request, metadata=metadata):
                 leases.apply(event, router, verifier)
                 if not attached:
                     attached = True
@@ -183,8 +186,19 @@ async def serve_router(settings: RouterSettings, announce: Callable[[str], None]
         await server.start()
         endpoint = settings.endpoint or f"{host}:{port}"
         announce(f"router listening on {_host_of(settings.address)}:{port} (TLS)")
+        data_port, data_endpoint, data_plane = None, "", None
+        where = parse_address(settings.data_address, settings.address)
+        if where is not None:
+            data_port = DataPort(router)
+            try:
+                data_endpoint = public_endpoint(endpoint, data_port.listen(*where))
+            except OSError as exc:
+                await server.stop(None)
+                raise ConfigurationError(f"cannot open the data port on {where[0]}:{where[1]}: {exc}") from None
+            data_plane = asyncio.ensure_future(data_port.serve())
+            announce(f"router data port: {data_endpoint}")
         attach = asyncio.ensure_future(
-            _attach_forever(stub, metadata, endpoint, leases, router, verifier, announce)
+            _attach_forever(stub, metadata, endpoint, leases, router, verifier, announce, data_endpoint)
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -198,6 +212,9 @@ async def serve_router(settings: RouterSettings, announce: Callable[[str], None]
                 loop.remove_signal_handler(sig)
             attach.cancel()
             stopping.cancel()
+            if data_plane is not None:
+                data_plane.cancel()
+                await asyncio.gather(data_plane, return_exceptions=True)
             if attach.done() and not attach.cancelled() and attach.exception() is not None:
                 for lease in router.leases():  # refused (deleted): routed streams end now, not after the grace
                     router.close_lease(lease, "the controller detached this router")

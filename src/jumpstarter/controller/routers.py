@@ -47,9 +47,8 @@ class AttachedRouter:
     endpoint: str
     labels: dict[str, str]
     namespace: str = "default"
-    events: asyncio.Queue[routers_pb2.RouterEvent | None] = field(
-        default_factory=lambda: asyncio.Queue(EVENT_QUEUE)
-    )
+    data_endpoint: str = ""  # HOST:PORT of its data port; empty: none
+    events: asyncio.Queue[routers_pb2.RouterEvent | None] = field(default_factory=lambda: asyncio.Queue(EVENT_QUEUE))
     #: why the controller detached it for good (its identity was deleted); None: it may re-attach
     refusal: str | None = None
 
@@ -74,6 +73,7 @@ class RouterRegistry:
 
     def __init__(self, builtin: str | None, active_leases: Callable[[], list[Lease]]) -> None:
         self.builtin = builtin  # endpoint of the router inside the controller; None: disabled
+        self.builtin_data_port: int | None = None  # port of its data port; None: none
         self._active_leases = active_leases
         self._attached: list[AttachedRouter] = []
         self._turns = itertools.count()
@@ -91,6 +91,16 @@ class RouterRegistry:
         if self.builtin is not None:
             return self.builtin
         raise errors.ConnectionLostError("no router is available: none is attached to the controller")
+
+    def data_endpoint(self, endpoint: str) -> str | None:
+        """The data port of the router at `endpoint`, if it has one."""
+        if endpoint == self.builtin and self.builtin_data_port is not None:
+            host = endpoint.rsplit(":", 1)[0]
+            return f"{host}:{self.builtin_data_port}"
+        for router in self._attached:
+            if router.endpoint == endpoint and router.data_endpoint:
+                return router.data_endpoint
+        return None
 
     def lease_changed(self, lease: Lease) -> None:
         """Tell attached routers that a lease started or ended."""
@@ -214,10 +224,16 @@ class RouterRegistryServicer(routers_pb2_grpc.RouterRegistryServiceServicer):
                     f"router {who.namespace}/{who.name} may only be reached at host {allowed} "
                     f"(its --endpoint), not at {request.endpoint}"
                 )
+            if request.data_endpoint and request.data_endpoint.rsplit(":", 1)[0].strip("[]") != host:
+                raise errors.ArgumentError(
+                    f"a router's data port must be on its own host {host}, not at {request.data_endpoint}"
+                )
         except (errors.JumpstarterError, ValueError) as exc:
             await abort_with(context, exc)
             return
-        router = AttachedRouter(who.name, request.endpoint, dict(identity.labels), who.namespace)
+        router = AttachedRouter(
+            who.name, request.endpoint, dict(identity.labels), who.namespace, data_endpoint=request.data_endpoint
+        )
         async for event in self.registry.attach(router, self.auth.authority.verification_keys()):
             yield event
         if router.refusal is not None:

@@ -25,6 +25,7 @@ from jumpstarter.controller.admin_service import AdminServicer
 from jumpstarter.controller.auth import TokenAuthority
 from jumpstarter.controller.client_service import ClientServicer
 from jumpstarter.controller.coordinator import OFFLINE_GRACE, Coordinator
+from jumpstarter.controller.data_port import DataPort, parse_address, public_endpoint
 from jumpstarter.controller.dial import Dialer
 from jumpstarter.controller.lease_watch import LeaseWatchServicer
 from jumpstarter.controller.model import DEFAULT_NAMESPACE, Identity, Kind, Lease
@@ -34,6 +35,7 @@ from jumpstarter.controller.service import Authenticator, ControllerServicer
 from jumpstarter.controller.session_certs import SessionCA, SessionCertificateServicer
 from jumpstarter.controller.store.sqlite import SqliteStore
 from jumpstarter.direct.tls import ServerIdentity, generate_self_signed
+from jumpstarter.errors import ConfigurationError
 from jumpstarter.protocol.admin.v1 import admin_pb2_grpc, leases_pb2_grpc, routers_pb2_grpc, sessions_pb2_grpc
 from jumpstarter.protocol.client.v1 import client_pb2_grpc
 from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc
@@ -79,6 +81,7 @@ class ControllerSettings:
     router: bool = True  # serve RouterService here (the built-in router)
     offline_grace: float = OFFLINE_GRACE  # seconds a leased exporter may be offline before its lease ends
     auth_config: Path | None = None  # OIDC issuers accepted besides the controller's own
+    data_address: str | None = None  # the built-in router's data port: [HOST:]PORT, "off", None: any free port
 
 
 def tls_identity(settings: ControllerSettings) -> ServerIdentity:
@@ -159,11 +162,14 @@ def advertised(settings: ControllerSettings, port: int) -> str:
 
 
 def routing(
-    settings: ControllerSettings, server: grpc.aio.Server, coordinator: Coordinator, auth: Authenticator,
+    settings: ControllerSettings,
+    server: grpc.aio.Server,
+    coordinator: Coordinator,
+    auth: Authenticator,
     identity: ServerIdentity,
-) -> RouterRegistry:
-    """Register the router services: the built-in router (unless disabled) and the registry that
-    routers running as their own processes attach to."""
+) -> tuple[RouterRegistry, DataPort | None]:
+    """Register the router services: the built-in router (unless disabled), its data port (bound,
+    not serving yet) and the registry that routers running as their own processes attach to."""
     from jumpstarter.controller.router import CoordinatorGate, Router
     from jumpstarter.controller.stream_tokens import StreamTokenVerifier
 
@@ -184,7 +190,15 @@ def routing(
 
         coordinator.lease_listeners.append(close_ended)
         server.add_generic_rpc_handlers((router.generic_handler(),))
-    return registry
+        where = parse_address(settings.data_address, settings.address)
+        if where is not None:
+            data_port = DataPort(router)
+            try:
+                registry.builtin_data_port = data_port.listen(*where)
+            except OSError as exc:
+                raise ConfigurationError(f"cannot open the router data port on {where[0]}:{where[1]}: {exc}") from None
+            return registry, data_port
+    return registry, None
 
 
 async def serve(settings: ControllerSettings, announce: Callable[[str], None] = print) -> None:
@@ -210,7 +224,7 @@ async def serve(settings: ControllerSettings, announce: Callable[[str], None] = 
         auth = Authenticator(authority)
         interceptors = [OidcKeysInterceptor(oidc)] if oidc is not None else []
         server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
-        registry = routing(settings, server, coordinator, auth, identity)
+        registry, data_port = routing(settings, server, coordinator, auth, identity)
         dialer = Dialer(coordinator, authority, registry)
         jumpstarter_pb2_grpc.add_ControllerServiceServicer_to_server(
             ControllerServicer(coordinator, auth, dialer), server
@@ -232,6 +246,10 @@ async def serve(settings: ControllerSettings, announce: Callable[[str], None] = 
         announce(f"controller listening on {host}:{port} (TLS)")
         if settings.router:
             announce(f"router: built in, at {endpoint}")
+        data_plane = None
+        if data_port is not None and registry.builtin_data_port is not None:
+            data_plane = asyncio.create_task(data_port.serve())
+            announce(f"router data port: {public_endpoint(endpoint, registry.builtin_data_port)}")
         announce(f"admin credential: {credential}")
         if oidc is not None:
             announce(f"OIDC issuers: {', '.join(oidc.issuers) or 'none'}")
@@ -249,7 +267,9 @@ async def serve(settings: ControllerSettings, announce: Callable[[str], None] = 
             log.info("controller stopping")
             await server.stop(grace=1.0)
             scheduler.cancel()
-            await asyncio.gather(scheduler, return_exceptions=True)
+            if data_plane is not None:
+                data_plane.cancel()
+            await asyncio.gather(scheduler, *([data_plane] if data_plane else []), return_exceptions=True)
             if prefetch is not None:
                 prefetch.cancel()
     finally:

@@ -23,6 +23,7 @@ from jumpstarter.controller.selectors import Op, Selector, parse_selector
 from jumpstarter.exporter.status import ExporterStatus
 from jumpstarter.protocol.client.v1 import client_pb2
 from jumpstarter.protocol.v1 import jumpstarter_pb2, jumpstarter_pb2_grpc, kubernetes_pb2
+from jumpstarter.streams.dataplane import REQUEST_METADATA as DATA_PLANE_METADATA
 from jumpstarter.wire import status as wire_status
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class Authenticator:
 
 
 # ---- conversions ------------------------------------------------------------------------------
+
 
 def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     """A protobuf Timestamp."""
@@ -193,6 +195,7 @@ def selector_text(selector: kubernetes_pb2.LabelSelector) -> str:
 
 # ---- ControllerService ------------------------------------------------------------------------
 
+
 class ControllerServicer(jumpstarter_pb2_grpc.ControllerServiceServicer):
     """Exporters register, stream their lease assignments and report status here."""
 
@@ -254,7 +257,10 @@ class ControllerServicer(jumpstarter_pb2_grpc.ControllerServiceServicer):
         who = self.auth(context, Kind.CLIENT)
         if self.dialer is None:
             raise NotImplementedError("this controller hands out no router connections")
-        offer = await self.dialer.dial(self._client(who), who.namespace, request.lease_name, context.time_remaining())
+        asked = dict(context.invocation_metadata() or ()).get(DATA_PLANE_METADATA) == "1"
+        offer = await self.dialer.dial(
+            self._client(who), who.namespace, request.lease_name, context.time_remaining(), data_plane=asked
+        )
         return jumpstarter_pb2.DialResponse(router_endpoint=offer.router_endpoint, router_token=offer.router_token)
 
     async def AuditStream(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:

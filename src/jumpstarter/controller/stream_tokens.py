@@ -42,8 +42,11 @@ class StreamGrant:
     expiry: float
 
 
-def mint(signer: Signer, namespace: str, lease: str, window: float = PAIRING_WINDOW) -> tuple[str, StreamGrant]:
-    """A new stream token for one connection to the exporter of lease `namespace/lease`."""
+def mint(
+    signer: Signer, namespace: str, lease: str, window: float = PAIRING_WINDOW, data_endpoint: str | None = None
+) -> tuple[str, StreamGrant]:
+    """A new stream token for one connection to the exporter of lease `namespace/lease`; with
+    `data_endpoint`, its sides meet at that router data port instead of `RouterService.Stream`."""
     now = time.time()
     expiry = int(now + window) + 1
     grant = StreamGrant(stream_id=str(uuid.uuid4()), lease=f"{namespace}/{lease}", expiry=float(expiry))
@@ -56,6 +59,8 @@ def mint(signer: Signer, namespace: str, lease: str, window: float = PAIRING_WIN
         "exp": expiry,
         "lease": grant.lease,
     }
+    if data_endpoint:
+        claims["dp"] = data_endpoint  # streams.dataplane.CLAIM
     return signer.sign(claims), grant
 
 

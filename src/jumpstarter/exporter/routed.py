@@ -1,6 +1,11 @@
 """The exporter's end of routed connections: each `{router_endpoint, router_token}` its Listen
-stream announces becomes a router Stream bridged to a fresh connection to the exporter's own
-session socket (one channel per router, shared by all its streams)."""
+stream announces becomes a router connection bridged to a fresh connection to one of the
+exporter's own session sockets.
+
+The token says how to meet the client (`streams.dataplane`): at the router's data port (an
+end-to-end TLS session: spliced to the TLS session socket) or over `RouterService.Stream` (one
+channel per router, shared by all its streams), where the client's first bytes tell a TLS session
+(the TLS session socket) from plaintext gRPC (the plaintext one, as upstream clients speak)."""
 
 from __future__ import annotations
 
@@ -10,10 +15,14 @@ import socket
 
 import grpc
 
-from jumpstarter.streams.tunnel import open_stream, splice
+from jumpstarter.streams.dataplane import DataPortError, data_endpoint, is_tls, open_data_connection, pump
+from jumpstarter.streams.tunnel import first_payload, open_stream, splice
 from jumpstarter.wire.options import ROUTER_CHANNEL_OPTIONS
 
 log = logging.getLogger("jumpstarter.exporter.routed")
+
+#: Seconds to wait at the data port for the client's side (the router's own pairing limit is 30).
+DATA_PORT_PATIENCE = 35.0
 
 
 class RoutedConnections:
@@ -41,24 +50,67 @@ class RoutedConnections:
         return channel
 
     async def _bridge(self, endpoint: str, token: str) -> None:
+        meeting = data_endpoint(token)
+        if meeting is not None:
+            await self._bridge_data_port(meeting, token)
+            return
         call = open_stream(self._channel(endpoint), token)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.setblocking(False)
         try:
-            await asyncio.get_running_loop().sock_connect(sock, self.session_socket)
-        except BaseException as exc:  # cut (lease ended) while connecting, too: no call left open
+            first = await first_payload(call)
+        except BaseException as exc:
             call.cancel()
-            sock.close()
-            if not isinstance(exc, OSError):
+            if not isinstance(exc, Exception):
                 raise
-            log.warning("cannot reach the session socket for a routed connection: %s", exc)
+            log.info("routed connection via %s ended: %s", endpoint, _describe(exc))
+            return
+        if not first:
+            call.cancel()
+            return
+        target = self.tls_session_socket if is_tls(first) and self.tls_session_socket else self.session_socket
+        sock = await self._connect_session(target)
+        if sock is None:
+            call.cancel()
             return
         try:
-            await splice(call, sock)
+            await splice(call, sock, inbound_first=first)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.info("routed connection via %s ended: %s", endpoint, _describe(exc))
+
+    async def _bridge_data_port(self, meeting: str, token: str) -> None:
+        """An end-to-end TLS session met at the router's data port, spliced to the TLS session socket."""
+        if self.tls_session_socket is None:
+            log.warning("a client asked for an end-to-end TLS session, but this exporter serves none")
+            return
+        try:
+            remote, early = await open_data_connection(meeting, token, DATA_PORT_PATIENCE)
+        except DataPortError as exc:
+            log.info("routed connection via data port %s failed: %s", meeting, exc)
+            return
+        local = await self._connect_session(self.tls_session_socket)
+        if local is None:
+            remote.close()
+            return
+        try:
+            await pump(remote, local, to_right=early)
+        except Exception as exc:
+            log.info("routed connection via data port %s ended: %s", meeting, exc)
+
+    @staticmethod
+    async def _connect_session(path: str) -> socket.socket | None:
+        """A connection to a session socket; None (logged) when it cannot be reached."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, path)
+        except BaseException as exc:  # cut (lease ended) while connecting, too: nothing left open
+            sock.close()
+            if not isinstance(exc, OSError):
+                raise
+            log.warning("cannot reach the session socket for a routed connection: %s", exc)
+            return None
+        return sock
 
     def close_all(self) -> None:
         """Cut every routed connection (the lease ended)."""

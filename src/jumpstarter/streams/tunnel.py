@@ -106,12 +106,29 @@ def decode(message: bytes) -> tuple[int, memoryview]:
     return kind, payload
 
 
-async def splice(call: Any, sock: socket.socket) -> None:
+async def first_payload(call: Any) -> bytes:
+    """The first bytes a router Stream call brings (b"" when it ends before any): a tunnel reads
+    them before choosing where the connection goes (the connecting side always speaks first)."""
+    while (message := await call.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]
+        kind, payload = decode(message)
+        if kind == DATA and payload:
+            return bytes(payload)
+        if kind == GOAWAY:
+            break
+        if kind == RST:
+            raise StreamClosedError("routed connection reset by the other side")
+    return b""
+
+
+async def splice(call: Any, sock: socket.socket, *, outbound_first: bytes = b"", inbound_first: bytes = b"") -> None:
     """Carry bytes between a (non-blocking) socket connection and a router Stream call until both
-    directions have ended; any failure ends both (and raises)."""
+    directions have ended; any failure ends both (and raises). `outbound_first`/`inbound_first`:
+    bytes already read from the socket / the call, passed on first."""
     loop = asyncio.get_running_loop()
 
     async def outbound() -> None:
+        if outbound_first:
+            await call.write(encode_data(outbound_first))
         # the frame header goes right before the bytes read, so a frame costs one copy
         buffer = bytearray(HEADROOM + READ_SIZE)
         view = memoryview(buffer)
@@ -135,6 +152,8 @@ async def splice(call: Any, sock: socket.socket) -> None:
         await call.done_writing()
 
     async def inbound() -> None:
+        if inbound_first:
+            await loop.sock_sendall(sock, inbound_first)
         while (message := await call.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]
             kind, payload = decode(message)
             if kind == DATA:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"jumpstarter/admin/v1/routers.proto\x12\x14jumpstarter.admin.v1\"A\n\x18RouterCertificateRequest\x12\r\n\x05hosts\x18\x01 \x03(\t\x12\x16\n\x0epublic_key_pem\x18\x02 \x01(\t\",\n\x11RouterCertificate\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\t\"\'\n\x13\x41ttachRouterRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\"\xf1\x01\n\x0bRouterEvent\x12R\n\x11verification_keys\x18\x01 \x03(\x0b\x32\x37.jumpstarter.admin.v1.RouterEvent.VerificationKeysEntry\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\x12\x15\n\ractive_leases\x18\x03 \x03(\t\x12\x16\n\x0estarted_leases\x18\x04 \x03(\t\x12\x14\n\x0c\x65nded_leases\x18\x05 \x03(\t\x1a\x37\n\x15VerificationKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xe4\x01\n\x15RouterRegistryService\x12q\n\x16IssueRouterCertificate\x12..jumpstarter.admin.v1.RouterCertificateRequest\x1a\'.jumpstarter.admin.v1.RouterCertificate\x12X\n\x06\x41ttach\x12).jumpstarter.admin.v1.AttachRouterRequest\x1a!.jumpstarter.admin.v1.RouterEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"jumpstarter/admin/v1/routers.proto\x12\x14jumpstarter.admin.v1\"A\n\x18RouterCertificateRequest\x12\r\n\x05hosts\x18\x01 \x03(\t\x12\x16\n\x0epublic_key_pem\x18\x02 \x01(\t\",\n\x11RouterCertificate\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\t\">\n\x13\x41ttachRouterRequest\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x15\n\rdata_endpoint\x18\x02 \x01(\t\"\xf1\x01\n\x0bRouterEvent\x12R\n\x11verification_keys\x18\x01 \x03(\x0b\x32\x37.jumpstarter.admin.v1.RouterEvent.VerificationKeysEntry\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\x12\x15\n\ractive_leases\x18\x03 \x03(\t\x12\x16\n\x0estarted_leases\x18\x04 \x03(\t\x12\x14\n\x0c\x65nded_leases\x18\x05 \x03(\t\x1a\x37\n\x15VerificationKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xe4\x01\n\x15RouterRegistryService\x12q\n\x16IssueRouterCertificate\x12..jumpstarter.admin.v1.RouterCertificateRequest\x1a\'.jumpstarter.admin.v1.RouterCertificate\x12X\n\x06\x41ttach\x12).jumpstarter.admin.v1.AttachRouterRequest\x1a!.jumpstarter.admin.v1.RouterEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,11 +39,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUTERCERTIFICATE']._serialized_start=127
   _globals['_ROUTERCERTIFICATE']._serialized_end=171
   _globals['_ATTACHROUTERREQUEST']._serialized_start=173
-  _globals['_ATTACHROUTERREQUEST']._serialized_end=212
-  _globals['_ROUTEREVENT']._serialized_start=215
-  _globals['_ROUTEREVENT']._serialized_end=456
-  _globals['_ROUTEREVENT_VERIFICATIONKEYSENTRY']._serialized_start=401
-  _globals['_ROUTEREVENT_VERIFICATIONKEYSENTRY']._serialized_end=456
-  _globals['_ROUTERREGISTRYSERVICE']._serialized_start=459
-  _globals['_ROUTERREGISTRYSERVICE']._serialized_end=687
+  _globals['_ATTACHROUTERREQUEST']._serialized_end=235
+  _globals['_ROUTEREVENT']._serialized_start=238
+  _globals['_ROUTEREVENT']._serialized_end=479
+  _globals['_ROUTEREVENT_VERIFICATIONKEYSENTRY']._serialized_start=424
+  _globals['_ROUTEREVENT_VERIFICATIONKEYSENTRY']._serialized_end=479
+  _globals['_ROUTERREGISTRYSERVICE']._serialized_start=482
+  _globals['_ROUTERREGISTRYSERVICE']._serialized_end=710
 # @@protoc_insertion_point(module_scope)

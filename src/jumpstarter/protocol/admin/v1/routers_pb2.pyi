@@ -22,10 +22,12 @@ class RouterCertificate(_message.Message):
     def __init__(self, certificate_pem: _Optional[str] = ...) -> None: ...
 
 class AttachRouterRequest(_message.Message):
-    __slots__ = ("endpoint",)
+    __slots__ = ("endpoint", "data_endpoint")
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    DATA_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     endpoint: str
-    def __init__(self, endpoint: _Optional[str] = ...) -> None: ...
+    data_endpoint: str
+    def __init__(self, endpoint: _Optional[str] = ..., data_endpoint: _Optional[str] = ...) -> None: ...
 
 class RouterEvent(_message.Message):
     __slots__ = ("verification_keys", "snapshot", "active_leases", "started_leases", "ended_leases")
