@@ -4,8 +4,10 @@ The controller keeps a session CA of its own (EC P-256, `session-ca.crt` + `sess
 data directory, made on first start and kept), independent of its TLS certificate. An exporter
 gets a server certificate for the fixed name `exporter.jumpstarter.invalid`, which clients verify;
 a client gets a client certificate naming one lease it holds (`lease:<namespace>/<name>`), valid
-until shortly after the lease ends. An exporter serving TLS sessions admits only the certificate
-of its current lease, so a router in the middle sees ciphertext and cannot impersonate either end.
+for at least `CLIENT_VALIDITY` (longer for a lease ending later): a lease may be extended, and the
+exporter refuses the certificate once its lease is not the current one anyway. An exporter
+serving TLS sessions admits only the certificate of its current lease, so a router in the middle
+sees ciphertext and cannot impersonate either end.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from jumpstarter.wire.session_tls import SESSION_SERVER_NAME, lease_common_name
 log = logging.getLogger("jumpstarter.controller")
 CA_CERT_FILE, CA_KEY_FILE = "session-ca.crt", "session-ca.key"
 EXPORTER_VALIDITY = datetime.timedelta(days=365)
-#: Validity of a client certificate for a lease without an end time (before the margin).
-OPEN_LEASE_VALIDITY = datetime.timedelta(days=7)
+#: Shortest validity of a client certificate (before the margin): the certificate is issued once
+#: per `jmp shell`, and the lease it names may be extended (`jmp update lease`) well past its end.
+CLIENT_VALIDITY = datetime.timedelta(days=30)
 #: Added to the end of a lease: clocks drift, and a lease may be extended.
 LEASE_MARGIN = datetime.timedelta(hours=1)
 CA_VALIDITY = datetime.timedelta(days=3650)
@@ -159,10 +162,9 @@ class SessionCertificateServicer(sessions_pb2_grpc.SessionCertificateServiceServ
         lease = self.coordinator.get_lease(client, who.namespace, request.lease_name)
         if not lease.active:
             raise errors.LeaseEndedError(f"lease {request.lease_name} has ended ({lease.reason or lease.phase.value})")
+        end = now + CLIENT_VALIDITY
         if lease.effective_end is not None:
-            end = datetime.datetime.fromtimestamp(lease.effective_end, datetime.UTC)
-        else:
-            end = now + OPEN_LEASE_VALIDITY
+            end = max(end, datetime.datetime.fromtimestamp(lease.effective_end, datetime.UTC))
         name = lease_common_name(lease.namespace, lease.name)
         cert = self.ca.issue(request.public_key_pem, name, server=False, valid_until=end + LEASE_MARGIN)
         exporter_tls = lease.exporter is not None and (lease.namespace, lease.exporter) in self.tls_exporters
