@@ -2,13 +2,15 @@
 
 A controller (`jmp controller run`, its built-in router) and two `jmp run` processes serving
 `BenchDriver`: one under the controller (reached through the router: client -> unix socket ->
-this process's tunnel -> TLS -> router -> TLS -> exporter's tunnel -> its session socket), one in
+this process's tunnel -> router -> exporter's tunnel -> its TLS session socket), one in
 direct mode (TCP + TLS straight to the exporter). Figures: unary p50 (router / direct, target
 <= 2x), byte stream 64 KiB one way (router / direct, target >= 0.5x), 100 concurrent byte streams,
 each on its own routed connection (own Dial, own router stream), pushing for a few seconds at once
 (every stream must progress: no starvation; the slowest against the median says how fair), and how
 long a new routed connection takes to answer its first call (Dial + pairing + GetReport).
-`python bench/bench_router.py [--quick]` prints JSON.
+Routed connections are end-to-end TLS sessions spliced at the router's data port (as `jmp shell`
+makes them); `--stream` turns the data port off, so they travel over `RouterService.Stream` (as
+with an upstream router). `python bench/bench_router.py [--quick] [--stream]` prints JSON.
 """
 
 from __future__ import annotations
@@ -55,13 +57,15 @@ def _wait_for_line(proc: subprocess.Popen[str], pattern: str, seconds: float = 3
 
 
 @contextmanager
-def distributed(tmp: Path) -> Iterator[tuple[Path, int]]:
-    """A controller and a controlled exporter; yields the client config path and the controller's pid."""
+def distributed(tmp: Path, *controller_options: str) -> Iterator[tuple[Path, int]]:
+    """A controller (with `controller_options`) and a controlled exporter; yields the client config
+    path and the controller's pid."""
     env = child_env() | {"XDG_CONFIG_HOME": str(tmp / "xdg"), "JMP_SYSTEM_CONFIG_DIR": str(tmp / "etc")}
     procs: list[subprocess.Popen[str]] = []
     try:
         controller = subprocess.Popen(
-            [JMP, "controller", "run", "--address", "127.0.0.1:0", "--data-dir", str(tmp / "data")],
+            [JMP, "controller", "run", "--address", "127.0.0.1:0", "--data-dir", str(tmp / "data"),
+             *controller_options],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
         )  # fmt: skip
         procs.append(controller)
@@ -176,7 +180,9 @@ def main() -> None:
         (tmp / "direct").mkdir()
         direct_proc, address, fingerprint, _ = start_exporter(tmp / "direct")
         try:
-            with distributed(tmp) as (client_config, controller_pid):
+            # --stream: without the data port, so routed connections take RouterService.Stream
+            options = ("--data-address", "off") if "--stream" in sys.argv else ()
+            with distributed(tmp, *options) as (client_config, controller_pid):
                 config = ClientConfig.from_file(client_config)
                 session = portal.call(ControllerSession, config)
                 lease = portal.call(session.create_lease, "bench=1", 3600.0)
