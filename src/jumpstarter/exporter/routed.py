@@ -80,13 +80,14 @@ class RoutedConnections:
 
     async def _bridge_data_port(self, meeting: str, token: str) -> None:
         """An end-to-end TLS session met at the router's data port, spliced to the TLS session socket."""
-        if self.tls_session_socket is None:
-            log.warning("a client asked for an end-to-end TLS session, but this exporter serves none")
-            return
         try:
             remote, early = await open_data_connection(meeting, token, DATA_PORT_PATIENCE)
         except DataPortError as exc:
             log.info("routed connection via data port %s failed: %s", meeting, exc)
+            return
+        if self.tls_session_socket is None:  # (not yet, or no longer): end it now, the client retries
+            log.warning("a client asked for an end-to-end TLS session, but this exporter serves none now")
+            remote.close()
             return
         local = await self._connect_session(self.tls_session_socket)
         if local is None:
