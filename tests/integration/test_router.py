@@ -267,9 +267,15 @@ def test_separate_router_process_serves_and_survives_a_restart(cli: Cli) -> None
         assert listed.stdout.split() == ["router1"], listed.stderr
         with exporter(cli, "rpi1", "board=rpi"), router(cli, credential) as (first, port):
             wait_until(lambda: exporters(cli, "alice")["rpi1"]["status"] == "Available", what="exporter available")
-            once = cli.jmp("shell", "--client", "alice", "-l", "board=rpi", "--", "j", "lamp", "on", "--level", "20")
+            once = cli.jmp("--log-level", "debug", "shell", "--client", "alice", "-l", "board=rpi", "--",
+                           "j", "lamp", "on", "--level", "20")
             assert once.returncode == 0, once.stderr
             assert "on at 20%" in once.stdout
+            # the shell's connection is a TLS session met at this router's data port
+            announced = re.search(r"router data port: (127\.0\.0\.1:\d+)", (cli.tmp / "router.log").read_text())
+            assert announced is not None
+            assert f"end-to-end TLS via data port {announced.group(1)}" in once.stderr
+            assert "RouterService.Stream" not in once.stderr
 
             script = ("j lamp on --level 5 && touch started && while [ ! -e go ]; do sleep 0.02; done; "
                       "j lamp status > after.out")

@@ -273,6 +273,8 @@ class LeaseTunnel:
         try:
             if meeting is None:
                 self.routes["stream"] += 1
+                kind = "end-to-end TLS" if is_tls(first) else "plaintext"
+                log.debug("connection to lease %s: %s via RouterService.Stream at %s", self.lease_name, kind, endpoint)
                 await splice(open_stream(self._channel(endpoint), token), sock, outbound_first=first)
                 return
             try:
@@ -285,6 +287,7 @@ class LeaseTunnel:
                 sock.close()
                 return
             self.routes["data port"] += 1
+            log.debug("connection to lease %s: end-to-end TLS via data port %s", self.lease_name, meeting)
             await pump(sock, remote, to_right=first, to_left=early)
         except Exception as exc:
             log.info("routed connection to lease %s ended: %s", self.lease_name, _describe(exc))
