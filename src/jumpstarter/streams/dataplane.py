@@ -30,6 +30,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 
 from jumpstarter.errors import StreamClosedError
 
@@ -50,6 +51,7 @@ REQUEST_METADATA = "x-jumpstarter-data-plane"
 #: Bytes moved per splice call (and the pipe's size, where the system allows it).
 CHUNK = 1 << 20
 _F_SETPIPE_SZ = 1031
+_SPLICE: Callable[[int, int, int], int] | None = getattr(os, "splice", None)
 
 
 class DataPortError(StreamClosedError):
@@ -125,9 +127,11 @@ async def open_data_connection(endpoint: str, token: str, patience: float) -> tu
     return sock, rest
 
 
-def _copy(source: socket.socket, target: socket.socket) -> None:
-    """Move bytes until `source` ends: spliced in the kernel, or copied where splice is missing."""
-    splice = getattr(os, "splice", None)
+def _copy(
+    source: socket.socket, target: socket.socket, splice: Callable[[int, int, int], int] | None = _SPLICE
+) -> None:
+    """Move bytes until `source` ends: spliced in the kernel, or copied where splice is missing
+    (`splice=None` takes the copy path, as on systems without `os.splice`)."""
     if splice is not None:
         read_end, write_end = os.pipe()
         try:
@@ -189,11 +193,11 @@ async def pump(left: socket.socket, right: socket.socket, *, to_right: bytes = b
         directions.append(done)
         threading.Thread(target=run, args=(source, target, first, done), name="jmp-pump", daemon=True).start()
     try:
-        await asyncio.gather(*directions)
+        await asyncio.wait(directions)  # not gather: cancelling gather cancels `directions` too
     except asyncio.CancelledError:
         _cut(left, right)  # the threads see their sockets end and stop
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*directions)  # closing a socket a thread still uses could hit a reused fd
+            await asyncio.wait(directions)  # closing a socket a thread still uses could hit a reused fd
         raise
     finally:
         left.close()
