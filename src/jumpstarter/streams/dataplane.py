@@ -48,6 +48,8 @@ TLS_HANDSHAKE = 0x16
 CLAIM = "dp"
 #: Dial request metadata asking for the data port (value "1").
 REQUEST_METADATA = "x-jumpstarter-data-plane"
+#: Seconds to wait for the data port to accept a TCP connection (then: unreachable).
+CONNECT_TIMEOUT = 5.0
 #: Bytes moved per splice call (and the pipe's size, where the system allows it).
 CHUNK = 1 << 20
 _F_SETPIPE_SZ = 1031
@@ -102,19 +104,24 @@ async def open_data_connection(endpoint: str, token: str, patience: float) -> tu
     loop = asyncio.get_running_loop()
     host, port = _split(endpoint)
     sock: socket.socket | None = None
+    connected = False
     try:
         async with asyncio.timeout(patience):
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            family, kind, proto, _, address = infos[0]
-            sock = socket.socket(family, kind, proto)
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            await loop.sock_connect(sock, address)
+            async with asyncio.timeout(min(patience, CONNECT_TIMEOUT)):  # a firewalled port: give up soon
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                family, kind, proto, _, address = infos[0]
+                sock = socket.socket(family, kind, proto)
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                await loop.sock_connect(sock, address)
+            connected = True
             await loop.sock_sendall(sock, PREFACE + token.encode() + b"\n")
             line, rest = await read_line(sock, f"the router's data port at {endpoint}")
     except BaseException as exc:
         if sock is not None:
             sock.close()
+        if isinstance(exc, TimeoutError) and not connected:
+            raise DataPortError(f"cannot reach the router's data port at {endpoint}: no answer in time") from None
         if isinstance(exc, TimeoutError):
             raise DataPortError(f"the router's data port at {endpoint} did not pair the connection in time") from None
         if isinstance(exc, OSError):

@@ -374,3 +374,24 @@ def test_data_endpoint_reads_the_dp_claim(authority: TokenAuthority) -> None:
     assert data_endpoint(mint(authority, "default", "lease1", data_endpoint="h:1")[0]) == "h:1"
     assert data_endpoint(mint(authority, "default", "lease1")[0]) is None
     assert data_endpoint("garbage") is None
+
+
+@pytest.mark.anyio
+async def test_a_port_that_never_answers_is_unreachable_soon() -> None:
+    # a listener whose backlog is full drops further connection attempts (as a firewall would)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    endpoint = f"127.0.0.1:{listener.getsockname()[1]}"
+    queued = []
+    try:
+        for _ in range(4):
+            extra = socket.socket()
+            extra.setblocking(False)
+            extra.connect_ex(listener.getsockname())
+            queued.append(extra)
+        with pytest.raises(DataPortError, match=r"cannot reach the router's data port .* no answer in time"):
+            await open_data_connection(endpoint, "token", 0.5)  # the connect, not the pairing, timed out
+    finally:
+        for sock in (*queued, listener):
+            sock.close()
