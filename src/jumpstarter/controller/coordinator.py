@@ -1,8 +1,9 @@
-"""The controller's live state: which exporters are connected, and applying scheduling decisions.
+"""The controller's live state: leases, and applying scheduling decisions as things change.
 
 Persistent facts go through the `Store`; connection state (online, reported status, open Status
-streams) lives here only, so after a restart every exporter is offline until it reconnects.
-Nothing here knows about gRPC: the servicers translate.
+streams) lives in memory only, so after a restart every exporter is offline until it reconnects.
+Nothing here knows about gRPC: the servicers translate. Identities (`identities`), exporters'
+connections (`exporters`) and access policies (`policies`) are mixed in from their own modules.
 """
 
 from __future__ import annotations
@@ -16,21 +17,23 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 
 from jumpstarter.controller import leasing
-from jumpstarter.controller.auth import check_username
+from jumpstarter.controller.exporters import Exporters
+from jumpstarter.controller.identities import Identities
 from jumpstarter.controller.lease_watchers import LeaseWatchers
-from jumpstarter.controller.model import DEFAULT_NAMESPACE, EndReason, Identity, Kind, Lease, LeasePhase, Policy
+from jumpstarter.controller.model import DEFAULT_NAMESPACE, EndReason, Identity, Kind, Lease, LeasePhase
+from jumpstarter.controller.policies import AccessPolicies
 from jumpstarter.controller.presence import Assignment, ExporterInfo, Key, Presence
-from jumpstarter.controller.selectors import parse_selector
 from jumpstarter.controller.store.base import Store
 from jumpstarter.errors import AlreadyExistsError, ArgumentError, NotFoundError, PermissionDeniedError
-from jumpstarter.exporter.status import ExporterStatus
+
+__all__ = ["OFFLINE_GRACE", "Assignment", "Coordinator", "ExporterInfo", "default_namespace"]
 
 log = logging.getLogger("jumpstarter.controller")
 #: Seconds an exporter holding a lease may stay offline (reconnecting) before the lease ends.
 OFFLINE_GRACE = 30.0
 
 
-class Coordinator:
+class Coordinator(Identities, Exporters, AccessPolicies):
     """Identities, exporters and leases, with scheduling applied as things change."""
 
     def __init__(
@@ -56,139 +59,6 @@ class Coordinator:
         leases = store.list_leases()
         self._seq = max((lease.seq for lease in leases), default=0)
         self._wake = asyncio.Event()
-
-    # ---- identities ---------------------------------------------------------------------------
-    def create_identity(
-        self, kind: Kind, namespace: str, name: str, labels: dict[str, str], username: str | None = None
-    ) -> Identity:
-        """A new client or exporter (acting, when `username` is given, for that OIDC user too);
-        AlreadyExistsError when the name or the username is taken."""
-        if not name or "/" in name or ":" in name:
-            raise ArgumentError(f"invalid name {name!r}")
-        if self.store.get_identity(kind, namespace, name) is not None:
-            raise AlreadyExistsError(f"{kind.value.lower()} {namespace}/{name} already exists")
-        if username is not None:
-            check_username(kind, username, self.store.identity_by_username(username))
-        identity = Identity(kind, namespace, name, labels=dict(labels), created=self.clock(), username=username)
-        self.store.put_identity(identity)
-        self._reschedule()
-        return identity
-
-    def get_identity(self, kind: Kind, namespace: str, name: str) -> Identity:
-        """An identity, or NotFoundError."""
-        identity = self.store.get_identity(kind, namespace, name)
-        if identity is None:
-            raise NotFoundError(f"{kind.value.lower()} {namespace}/{name} not found")
-        return identity
-
-    def rotate(self, kind: Kind, namespace: str, name: str) -> Identity:
-        """Invalidate every token of an identity (the caller issues a new one)."""
-        identity = self.get_identity(kind, namespace, name)
-        identity.token_generation += 1
-        self.store.put_identity(identity)
-        return identity
-
-    def delete_identity(self, kind: Kind, namespace: str, name: str) -> None:
-        """Delete an identity: its tokens stop working; its leases end; an exporter is cut off."""
-        identity = self.get_identity(kind, namespace, name)
-        if not self.store.delete_identity(kind, namespace, name):
-            raise NotFoundError(f"{kind.value.lower()} {namespace}/{name} not found")
-        for lease in self.store.list_leases(namespace, active_only=True):
-            if (kind is Kind.CLIENT and lease.client == name) or (kind is Kind.EXPORTER and lease.exporter == name):
-                self._end(lease, EndReason.RELEASED, f"{kind.value.lower()} deleted")
-        if kind is Kind.EXPORTER:
-            presence = self.presence.pop((namespace, name), None)
-            for queue in presence.streams if presence else ():
-                queue.put_nowait(None)  # ends the stream
-        for listener in self.deletion_listeners:
-            listener(identity)
-        self._reschedule()
-
-    # ---- exporters ----------------------------------------------------------------------------
-    def register(self, namespace: str, name: str, labels: dict[str, str]) -> Identity:
-        """An exporter announces itself and the labels of its driver tree."""
-        identity = self.get_identity(Kind.EXPORTER, namespace, name)
-        identity.reported_labels = dict(labels)
-        self.store.put_identity(identity)
-        self.presence.setdefault((namespace, name), Presence()).last_seen = self.clock()
-        self._reschedule()
-        return identity
-
-    async def status_stream(self, namespace: str, name: str) -> AsyncIterator[Assignment]:
-        """Lease assignments for an exporter, starting with the current one; it is online while
-        this iterates and offline as soon as the last stream closes."""
-        self.get_identity(Kind.EXPORTER, namespace, name)
-        key = (namespace, name)
-        presence = self.presence.setdefault(key, Presence())
-        queue: asyncio.Queue[Assignment | None] = asyncio.Queue()
-        came_online = not presence.streams
-        if came_online:
-            self._touch_exporter(key)
-        presence.streams.append(queue)
-        presence.last_seen = self.clock()
-        presence.offline_since = None
-        queue.put_nowait(self._assignment_of(key))
-        if came_online and presence.status is ExporterStatus.AVAILABLE and not presence.draining:
-            self._reschedule()  # it reported AVAILABLE before this stream opened: it is free now
-        log.info("exporter %s/%s online", namespace, name)
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                yield item
-        finally:
-            with contextlib.suppress(ValueError):
-                presence.streams.remove(queue)
-            if not presence.streams:
-                presence.status, presence.message = ExporterStatus.OFFLINE, "connection lost"
-                presence.offline_since = self.clock()
-                log.info("exporter %s/%s offline", namespace, name)
-                self._touch_exporter(key)
-                self.notify_changed()
-                self._wake.set()  # its lease ends after the grace period
-
-    def report_status(
-        self, namespace: str, name: str, status: ExporterStatus, message: str, release: bool = False
-    ) -> None:
-        """An exporter's status changed; `release` ends its current lease."""
-        presence = self.presence.setdefault((namespace, name), Presence())
-        was_free = presence.online and presence.status is ExporterStatus.AVAILABLE and not presence.draining
-        presence.status, presence.message, presence.last_seen = status, message, self.clock()
-        ended = False
-        if release or status in (ExporterStatus.BEFORE_LEASE_HOOK_FAILED, ExporterStatus.AFTER_LEASE_HOOK_FAILED):
-            for lease in self.store.list_leases(namespace, active_only=True):
-                if lease.exporter == name and (release or status is ExporterStatus.BEFORE_LEASE_HOOK_FAILED):
-                    self._end(lease, EndReason.RELEASED, message or "released by the exporter")
-                    ended = True
-        if status is ExporterStatus.AVAILABLE:  # after a release too: its session is already over
-            presence.draining = False
-        if ended or (status is ExporterStatus.AVAILABLE and not was_free and self._wanted((namespace, name))):
-            self._reschedule()
-        else:  # it cannot have become free: nothing to hand out (deadlines are run()'s business)
-            self.notify_changed()
-
-    def list_exporters(self, namespace: str, selector: str = "") -> list[ExporterInfo]:
-        """Exporters of a namespace matching a label selector, with their state."""
-        wanted = parse_selector(selector)
-        active = self.store.list_leases(namespace, active_only=True)
-        held = {lease.exporter: lease for lease in active if lease.exporter}
-        found = []
-        for identity in self.store.list_identities(Kind.EXPORTER, namespace):
-            if not wanted.matches(identity.effective_labels):
-                continue
-            presence = self.presence.get(identity.key) or Presence()
-            found.append(ExporterInfo(
-                identity, presence.online, presence.status, presence.message, held.get(identity.name)
-            ))
-        return found
-
-    def get_exporter(self, namespace: str, name: str) -> ExporterInfo:
-        """One exporter with its state."""
-        identity = self.get_identity(Kind.EXPORTER, namespace, name)
-        presence = self.presence.get(identity.key) or Presence()
-        held = [lease for lease in self.store.list_leases(namespace, active_only=True) if lease.exporter == name]
-        return ExporterInfo(identity, presence.online, presence.status, presence.message, held[0] if held else None)
 
     # ---- leases -------------------------------------------------------------------------------
     def create_lease(
@@ -296,45 +166,7 @@ class Coordinator:
                 self.notify_changed()
         return lease
 
-    # ---- access policies ----------------------------------------------------------------------
-    def put_policy(self, policy: Policy, replace: bool = False) -> Policy:
-        """Create (or with `replace`, create or replace) an access policy; waiting leases are
-        judged by it at once."""
-        problem = leasing.policy_problem(policy)
-        if problem is not None:
-            raise ArgumentError(f"policy {policy.namespace}/{policy.name}: {problem}")
-        if not replace and self.get_policy(policy.namespace, policy.name, missing_ok=True) is not None:
-            raise AlreadyExistsError(f"policy {policy.namespace}/{policy.name} already exists")
-        self.store.put_policy(policy)
-        log.info("access policy %s/%s saved", policy.namespace, policy.name)
-        self._reschedule()
-        return policy
-
-    def get_policy(self, namespace: str, name: str, missing_ok: bool = False) -> Policy | None:
-        """An access policy; NotFoundError (or None with `missing_ok`) when there is none."""
-        for policy in self.store.list_policies(namespace):
-            if policy.name == name:
-                return policy
-        if missing_ok:
-            return None
-        raise NotFoundError(f"policy {namespace}/{name} not found")
-
-    def delete_policy(self, namespace: str, name: str) -> Policy:
-        """Delete an access policy; waiting leases are judged without it at once."""
-        policy = self.get_policy(namespace, name)
-        assert policy is not None
-        self.store.delete_policy(namespace, name)
-        log.info("access policy %s/%s deleted", namespace, name)
-        self._reschedule()
-        return policy
-
     # ---- scheduling ---------------------------------------------------------------------------
-    def _assignment_of(self, key: Key) -> Assignment:
-        for lease in self.store.list_leases(key[0], active_only=True):
-            if lease.exporter == key[1] and lease.phase is LeasePhase.READY:
-                return Assignment(True, lease.name, lease.client)
-        return Assignment(False)
-
     def _push(self, key: Key, assignment: Assignment) -> None:
         presence = self.presence.get(key)
         for queue in presence.streams if presence else ():
@@ -355,19 +187,6 @@ class Coordinator:
             self._push(key, Assignment(False, lease.name, lease.client))
         log.info("lease %s/%s ended: %s (%s)", lease.namespace, lease.name, reason.value, message)
         self._tell(lease)
-
-    def _wanted(self, key: Key) -> bool:
-        """Whether some waiting lease could take exporter `key` (else freeing it changes nothing)."""
-        pending = [lease for lease in self.store.list_leases(key[0], active_only=True)
-                   if lease.phase is LeasePhase.PENDING]
-        if not pending:
-            return False
-        identity = self.store.get_identity(Kind.EXPORTER, *key)
-        labels = identity.effective_labels if identity is not None else {}
-        return any(
-            lease.exporter_name in (None, key[1]) and leasing.selector(lease.selector).matches(labels)
-            for lease in pending
-        )
 
     def _exporter_identities(self) -> list[tuple[Key, dict[str, str], bool]]:
         version = self.store.identities_version
@@ -455,14 +274,6 @@ class Coordinator:
 
     def _touch_lease(self, key: Key) -> None:
         self.watchers.touch(key)
-
-    def _touch_exporter(self, key: Key) -> None:
-        """Wake the watchers of the leases an exporter holds (it came or went)."""
-        if not self.watchers:
-            return
-        for lease in self.store.list_leases(key[0], active_only=True):
-            if lease.exporter == key[1]:
-                self.watchers.touch(lease.key)
 
     def notify_changed(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
