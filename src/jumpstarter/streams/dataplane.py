@@ -203,8 +203,11 @@ async def pump(left: socket.socket, right: socket.socket, *, to_right: bytes = b
         await asyncio.wait(directions)  # not gather: cancelling gather cancels `directions` too
     except asyncio.CancelledError:
         _cut(left, right)  # the threads see their sockets end and stop
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait(directions)  # closing a socket a thread still uses could hit a reused fd
+        # closing a socket a thread still uses could hit a reused fd: wait for them, even when
+        # cancelled again meanwhile (they end at once now)
+        while not all(direction.done() for direction in directions):
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait(directions)
         raise
     finally:
         left.close()

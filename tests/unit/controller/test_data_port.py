@@ -269,9 +269,11 @@ async def test_cancelling_the_pump_closes_both_sockets_and_stops_its_threads() -
             sock.close()
 
 
-def test_a_cancelled_pump_returns_only_after_its_threads_are_done() -> None:
-    """Cancelled at once (before its threads have started copying), the pump must still wait for
-    them: else they outlive it, may touch closed (reused) fds and report to a closed loop."""
+@pytest.mark.parametrize("cancels", [1, 3])
+def test_a_cancelled_pump_returns_only_after_its_threads_are_done(cancels: int) -> None:
+    """Cancelled at once (before its threads have started copying), even again while it cleans up,
+    the pump must still wait for them: else they outlive it, may touch closed (reused) fds and
+    report to a closed loop."""
     failures: list[BaseException | None] = []
 
     async def cancel_at_once() -> None:
@@ -281,6 +283,9 @@ def test_a_cancelled_pump_returns_only_after_its_threads_are_done() -> None:
             task = asyncio.ensure_future(pump(left, right))
             await asyncio.sleep(0)
             task.cancel()
+            for _ in range(cancels - 1):
+                await asyncio.sleep(0)
+                task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
 
