@@ -1,5 +1,5 @@
-"""`jmp login`: get a token from an OIDC issuer (password grant, token exchange) or take one as
-given, and write the client config that uses it.
+"""`jmp login`: get a token from an OIDC issuer (password grant, token exchange, browser or device
+login) or take one as given, and write the client config that uses it.
 
 Values missing from the flags come from the client config being rewritten, then from prompts
 (only on a terminal and without `--nointeractive`; otherwise a missing value is a usage error).
@@ -8,6 +8,7 @@ Values missing from the flags come from the client config being rewritten, then 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,23 +59,49 @@ def _pinned_certificate(endpoint: str, interactive: bool) -> str:
     return pem
 
 
-def _obtain_token(issuer: str | None, client_id: str, token: str | None, connector_id: str | None,
-                  username: str | None, password: str | None, offline_access: bool, insecure_tls: bool,
-                  interactive: bool) -> tuple[str, str | None]:
-    """(access token, refresh token) by the flow the flags ask for."""
-    from jumpstarter.client.oidc import OidcClient, scopes
+@dataclass(slots=True, frozen=True)
+class _Credentials:
+    """What the flags say about how to get a token."""
 
-    if token and not connector_id:
-        return token, None
+    token: str | None
+    connector_id: str | None
+    username: str | None
+    password: str | None
+    device_flow: bool
+    callback_port: int | None
+
+
+def _obtain_token(issuer: str | None, client_id: str, given: _Credentials, offline_access: bool,
+                  insecure_tls: bool, interactive: bool) -> tuple[str, str | None]:
+    """(access token, refresh token) by the flow the flags ask for: a given token, token exchange,
+    password grant, device flow, else the browser (only on request or when interactive)."""
+    from jumpstarter.client.oidc import OidcClient, scopes
+    from jumpstarter.client.oidc_flows import browser_login, device_login
+
+    if given.token and not given.connector_id:
+        return given.token, None
+    browser = given.callback_port is not None or interactive
+    if not (given.token or given.username or given.password or given.device_flow or browser):
+        raise click.UsageError("no way to log in without prompts: give --username/--password, --token, "
+                               "--device-flow or --callback-port")
     issuer = _required("OIDC issuer URL", "--issuer", issuer, interactive)
     oidc = OidcClient(issuer, client_id, insecure=insecure_tls)
-    if token and connector_id:
-        granted = oidc.exchange(token, connector_id, scopes(offline_access))
+    wanted = scopes(offline_access)
+    if given.token and given.connector_id:
+        granted = oidc.exchange(given.token, given.connector_id, wanted)
+    elif given.username or given.password:
+        username = _required("Username", "--username", given.username, interactive)
+        password = _required("Password", "--password", given.password, interactive, hide=True)
+        granted = oidc.password(username, password, wanted)
+    elif given.device_flow:
+        granted = device_login(oidc, wanted, _announce)
     else:
-        username = _required("Username", "--username", username, interactive)
-        password = _required("Password", "--password", password, interactive, hide=True)
-        granted = oidc.password(username, password, scopes(offline_access))
+        granted = browser_login(oidc, wanted, given.callback_port or 0, _announce)
     return granted.access_token, granted.refresh_token
+
+
+def _announce(text: str) -> None:
+    click.echo(text, err=True)
 
 
 def _previous_issuer(existing: Any) -> str | None:
@@ -131,6 +158,11 @@ def _save(config: Any, client_config: Path | None, alias: str | None) -> Path:
 @click.option("--token", default=None,
               help="Use this token as is, or, with --connector-id, exchange it at the issuer (RFC 8693).")
 @click.option("--connector-id", default=None, help="Dex connector that issued --token (token exchange).")
+@click.option("--device-flow", is_flag=True, envvar="JMP_OIDC_DEVICE_FLOW",
+              help="Log in on another device: show a URL and a code, wait for the login (RFC 8628).")
+@click.option("--callback-port", type=click.IntRange(0, 65535), default=None, envvar="JMP_OIDC_CALLBACK_PORT",
+              metavar="PORT", help="Log in in the browser, redirected back to 127.0.0.1:PORT (0: any free port); "
+              "the default on a terminal when no other way is given.")
 @click.option("--offline-access/--no-offline-access", default=True, show_default=True,
               help="Ask for a refresh token (`jmp auth refresh` uses it).")
 @click.option("-a", "--allow", default=None, help="Comma-separated driver client packages (globs) to load.")
@@ -141,12 +173,13 @@ def _save(config: Any, client_config: Path | None, alias: str | None) -> Path:
 @friendly
 def login(alias: str | None, client_config: Path | None, endpoint: str | None, namespace: str | None,
           name: str | None, issuer: str | None, client_id: str, username: str | None, password: str | None,
-          token: str | None, connector_id: str | None, offline_access: bool, allow: str | None, unsafe: bool,
-          insecure_tls: bool, nointeractive: bool) -> None:
+          token: str | None, connector_id: str | None, device_flow: bool, callback_port: int | None,
+          offline_access: bool, allow: str | None, unsafe: bool, insecure_tls: bool, nointeractive: bool) -> None:
     """Log in to a controller and write the client config.
 
     Gets a token from the OIDC issuer with --username/--password (prompted when missing), exchanges
-    --token with --connector-id, or stores --token as given; then writes the client config (endpoint,
+    --token with --connector-id, stores --token as given, or logs in with --device-flow or in the
+    browser (--callback-port; the default on a terminal); then writes the client config (endpoint,
     TLS, namespace, name, token, refresh token) as ALIAS (--client) or --client-config FILE."""
     import time
 
@@ -174,8 +207,8 @@ def login(alias: str | None, client_config: Path | None, endpoint: str | None, n
         alias = paths.validate_alias(name)
         existing = _existing(None, alias)
     issuer = issuer or _previous_issuer(existing)
-    access, refresh = _obtain_token(issuer, client_id, token, connector_id, username, password, offline_access,
-                                    insecure_tls, interactive)
+    given = _Credentials(token, connector_id, username, password, device_flow, callback_port)
+    access, refresh = _obtain_token(issuer, client_id, given, offline_access, insecure_tls, interactive)
 
     fields: dict[str, Any] = {
         "metadata": ObjectMeta(namespace=namespace, name=name), "endpoint": endpoint,

@@ -1,6 +1,6 @@
 """The client side of OpenID Connect: discovery, token grants (password, RFC 8693 token exchange,
-refresh) against an issuer's token endpoint, and reading a token's claims (unverified: only the
-controller decides whether a token is good)."""
+refresh, authorization code with PKCE, RFC 8628 device code) against an issuer's token endpoint,
+and reading a token's claims (unverified: only the controller decides whether a token is good)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from jumpstarter.errors import ConfigurationError, ConnectionLostError, Unauthen
 DEFAULT_CLIENT_ID = "jumpstarter-cli"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+DEVICE_CODE_EXPIRED = "unauthenticated: the device code expired before the login was approved; log in again"
 TIMEOUT = 15.0
 
 
@@ -28,6 +30,18 @@ class Tokens:
 
     access_token: str
     refresh_token: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class DeviceAuthorization:
+    """An issuer's answer to the start of a device login (RFC 8628, section 3.2)."""
+
+    device_code: str
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str | None
+    interval: float
+    expires_in: float
 
 
 class OidcClient:
@@ -69,20 +83,28 @@ class OidcClient:
             self._discovery = document
         return self._discovery
 
-    def _grant(self, form: dict[str, str]) -> Tokens:
-        endpoint = self.discovery().get("token_endpoint")
-        if not isinstance(endpoint, str):
-            raise ConfigurationError(f"issuer {self.issuer} has no token_endpoint")
+    def endpoint(self, key: str) -> str:
+        """An endpoint the discovery document names (`token_endpoint`, ...)."""
+        url = self.discovery().get(key)
+        if not isinstance(url, str):
+            raise ConfigurationError(f"issuer {self.issuer} has no {key}")
+        return url
+
+    def _post(self, url: str, form: dict[str, str]) -> tuple[int, Any]:
         data = urllib.parse.urlencode({**form, "client_id": self.client_id}).encode()
-        request = urllib.request.Request(endpoint, data=data, method="POST", headers={
+        return self._open(urllib.request.Request(url, data=data, method="POST", headers={
             "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json",
-        })
-        status, body = self._open(request)
+        }))
+
+    def _grant(self, form: dict[str, str]) -> Tokens:
+        return self._tokens(form["grant_type"], *self._post(self.endpoint("token_endpoint"), form))
+
+    def _tokens(self, grant_type: str, status: int, body: Any) -> Tokens:
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
             error = body.get("error", f"HTTP {status}") if isinstance(body, dict) else f"HTTP {status}"
             description = body.get("error_description", "") if isinstance(body, dict) else ""
             detail = f"{error}: {description}" if description else str(error)
-            grant = form["grant_type"].rsplit(":", 1)[-1]
+            grant = grant_type.rsplit(":", 1)[-1]
             raise UnauthenticatedError(f"unauthenticated: {self.issuer} refused the {grant} grant ({detail})")
         refresh = body.get("refresh_token")
         return Tokens(body["access_token"], refresh if isinstance(refresh, str) else None)
@@ -102,6 +124,53 @@ class OidcClient:
     def refresh(self, refresh_token: str) -> Tokens:
         """A new access token for a refresh token."""
         return self._grant({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+    def authorization_url(self, redirect_uri: str, state: str, code_challenge: str, scopes: list[str]) -> str:
+        """Where the browser logs the user in (authorization code flow with PKCE S256)."""
+        endpoint = self.endpoint("authorization_endpoint")
+        query = urllib.parse.urlencode({
+            "response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
+            "scope": " ".join(scopes), "state": state, "code_challenge": code_challenge,
+            "code_challenge_method": "S256",
+        })
+        return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+
+    def authorization_code(self, code: str, redirect_uri: str, code_verifier: str) -> Tokens:
+        """Tokens for the code the browser's redirect brought back (with the PKCE verifier)."""
+        return self._grant({"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+                            "code_verifier": code_verifier})
+
+    def device_authorization(self, scopes: list[str]) -> DeviceAuthorization:
+        """Start an RFC 8628 device login: the code the user enters and the one the CLI polls with."""
+        url = self.endpoint("device_authorization_endpoint")
+        status, body = self._post(url, {"scope": " ".join(scopes)})
+        if status != 200 or not isinstance(body, dict):
+            error = body.get("error", f"HTTP {status}") if isinstance(body, dict) else f"HTTP {status}"
+            raise UnauthenticatedError(f"unauthenticated: {self.issuer} refused the device login ({error})")
+        complete = body.get("verification_uri_complete")
+        try:
+            return DeviceAuthorization(
+                device_code=str(body["device_code"]), user_code=str(body["user_code"]),
+                verification_uri=str(body.get("verification_uri") or body["verification_url"]),
+                verification_uri_complete=complete if isinstance(complete, str) and complete else None,
+                interval=float(body.get("interval", 5)), expires_in=float(body.get("expires_in", 600)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigurationError(f"{url} answered an incomplete device authorization ({exc})") from None
+
+    def device(self, device_code: str) -> Tokens | str:
+        """One poll of a device login: its tokens once the user approved, else `authorization_pending`
+        or `slow_down`; a denied or expired login raises."""
+        form = {"grant_type": DEVICE_CODE, "device_code": device_code}
+        status, body = self._post(self.endpoint("token_endpoint"), form)
+        error = body.get("error") if isinstance(body, dict) and status != 200 else None
+        if error in ("authorization_pending", "slow_down"):
+            return str(error)
+        if error == "access_denied":
+            raise UnauthenticatedError(f"unauthenticated: the login was denied at {self.issuer} (access_denied)")
+        if error == "expired_token":
+            raise UnauthenticatedError(DEVICE_CODE_EXPIRED)
+        return self._tokens(DEVICE_CODE, status, body)
 
 
 def scopes(offline_access: bool) -> list[str]:
