@@ -1,9 +1,12 @@
 """OIDC against a real controller process and a real (tiny, loopback) identity provider: `jmp login`
-with the password grant, token exchange and a given token, `jmp auth status/refresh`, refused
-tokens with their reasons and the unauthenticated exit code, and the JWKS fetched once."""
+with the password grant, token exchange, a given token, the browser and the device flows,
+`jmp auth status/refresh`, refused tokens with their reasons and the unauthenticated exit code, and
+the JWKS fetched once."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,11 +35,28 @@ def auth_config(cli: Cli, idp: OidcProvider) -> Path:
     return path
 
 
-def login(cli: Cli, running: Controller, *args: str) -> None:
+def login(cli: Cli, running: Controller, *args: str, env: dict[str, str] | None = None,
+          ok: bool = True) -> subprocess.CompletedProcess[str]:
     result = cli.jmp("login", "-e", f"127.0.0.1:{running.port}", "--namespace", "default", "--name", "alice",
-                     "-k", "--nointeractive", *args)
-    assert result.returncode == 0, result.stderr
-    assert "logged in to" in result.stdout
+                     "-k", "--nointeractive", *args, env=env)
+    if ok:
+        assert result.returncode == 0, result.stderr
+        assert "logged in to" in result.stdout
+    return result
+
+
+def browser(cli: Cli, idp: OidcProvider) -> dict[str, str]:
+    """An environment whose `BROWSER` does what a user's browser would: load the login page (the
+    provider approves at once) and follow the redirect to `jmp login`'s callback."""
+    script = cli.tmp / "browse.py"
+    script.write_text(f"""#!{sys.executable}
+import ssl, sys, urllib.request
+context = ssl.create_default_context(cafile={str(idp.ca_file)!r})
+with urllib.request.urlopen(sys.argv[1], context=context, timeout=10) as page:
+    print(page.url, page.read().decode())
+""")
+    script.chmod(0o755)
+    return {**cli.env, "BROWSER": str(script)}
 
 
 def client_file(cli: Cli, alias: str) -> Path:
@@ -116,6 +136,41 @@ def test_refused_tokens_say_why_and_internal_tokens_still_work(cli: Cli, idp: Oi
         assert expired.returncode == UNAUTHENTICATED
 
 
+def test_browser_and_device_logins_write_working_configs(cli: Cli, idp: OidcProvider) -> None:
+    with controller(cli, "127.0.0.1:0", "--auth-config", str(auth_config(cli, idp))) as running:
+        created = cli.jmp("admin", "create", "client", "alice", "--oidc-username", "dex:alice")
+        assert created.returncode == 0, created.stderr
+        env = browser(cli, idp)
+        done = login(cli, running, "--issuer", idp.url, "--callback-port", "0", env=env)
+        assert f"{idp.url}/auth?response_type=code" in done.stderr  # also shown, for a headless user
+        saved = yaml.safe_load(client_file(cli, "alice").read_text())
+        assert saved["token"] and saved["refresh_token"]
+        listed = cli.jmp("get", "exporters", "--client", "alice")
+        assert listed.returncode == 0, listed.stderr
+
+        idp.device_answers = ["authorization_pending"]
+        done = login(cli, running, "--client", "device", "--issuer", idp.url, "--device-flow", "--no-offline-access")
+        assert f"{idp.url}/device?user_code=" in done.stderr
+        saved = yaml.safe_load(client_file(cli, "device").read_text())
+        assert saved["token"] and saved.get("refresh_token") is None
+        assert cli.jmp("get", "leases", "--client", "device").returncode == 0
+
+        for setup, args, reason in [
+            ({"authorize_error": "access_denied"}, ["--callback-port", "0"], "refused the login in the browser"),
+            ({"authorize_state": "forged"}, [], "another login's state"),
+            ({"device_answers": ["authorization_pending", "access_denied"]}, ["--device-flow"], "denied at"),
+            ({"device_answers": ["expired_token"]}, ["--device-flow"], "device code expired"),
+        ]:
+            for key, value in setup.items():
+                setattr(idp, key, value)
+            refused = login(cli, running, "--client", "refused", "--issuer", idp.url, *args, ok=False,
+                            env={**env, "JMP_OIDC_CALLBACK_PORT": "0"})
+            assert_clean_failure(refused, "unauthenticated", reason)
+            assert refused.returncode == UNAUTHENTICATED
+            assert not client_file(cli, "refused").exists()
+            idp.authorize_error = idp.authorize_state = None
+
+
 def _signed_with(idp: OidcProvider, kid: str) -> str:
     import jwt
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -142,3 +197,6 @@ def test_login_without_values_and_without_prompts_is_a_usage_error(cli: Cli) -> 
     assert_clean_failure(result, "missing --issuer")
     result = cli.jmp("login", "--nointeractive", "--connector-id", "ldap")
     assert_clean_failure(result, "--connector-id needs --token")
+    result = cli.jmp("login", "--nointeractive", "-e", "127.0.0.1:1", "--name", "alice", "--issuer", "https://x")
+    assert_clean_failure(result, "give --username/--password, --token, --device-flow or --callback-port")
+    assert result.returncode == 2

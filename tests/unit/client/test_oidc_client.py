@@ -1,16 +1,20 @@
-"""The client side of OIDC: grants against a real loopback identity provider, unverified claims and
-how expiry is shown."""
+"""The client side of OIDC: grants, the browser and device logins against a real loopback identity
+provider, unverified claims and how expiry is shown."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from jumpstarter.client.oidc import OidcClient, describe_expiry, scopes, span, token_claims
+from jumpstarter.client.oidc_flows import browser_login, device_login, pkce_pair
 from jumpstarter.errors import ConfigurationError, ConnectionLostError, UnauthenticatedError
-from tests.oidc_provider import OidcProvider
+from tests.oidc_provider import OidcProvider, s256
 
 
 @pytest.fixture
@@ -68,3 +72,92 @@ def test_refusals_and_failures_say_why(idp: OidcProvider, tmp_path: Path) -> Non
     idp.__exit__()
     with pytest.raises(ConnectionLostError, match="cannot reach"):
         OidcClient(idp.url, insecure=True).discovery()
+
+
+def _browser(idp: OidcProvider) -> Callable[[str], None]:
+    """What a browser does with the login URL: the provider approves, the redirect goes to the callback."""
+    context = ssl.create_default_context(cafile=str(idp.ca_file))
+
+    def open_url(url: str) -> None:
+        with urllib.request.urlopen(url, context=context, timeout=10) as page:
+            assert page.url.startswith("http://127.0.0.1:") and b"close this window" in page.read()
+
+    return open_url
+
+
+def test_pkce_pair_is_s256() -> None:
+    verifier, challenge = pkce_pair()
+    assert 43 <= len(verifier) <= 128 and challenge == s256(verifier) and challenge != pkce_pair()[1]
+
+
+def test_browser_login_exchanges_the_code_with_the_verifier(idp: OidcProvider) -> None:
+    told: list[str] = []
+    client = OidcClient(idp.url, insecure=True)
+    granted = browser_login(client, scopes(True), 0, told.append, open_browser=_browser(idp))
+    assert token_claims(granted.access_token)["preferred_username"] == "alice" and granted.refresh_token
+    assert "code_challenge_method=S256" in told[0] and "redirect_uri=http%3A%2F%2F127.0.0.1%3A" in told[0]
+    assert browser_login(client, scopes(False), 0, told.append, open_browser=_browser(idp)).refresh_token is None
+    url = client.authorization_url("http://127.0.0.1:9/callback", "s", s256("right"), scopes(False))
+    with pytest.raises(urllib.error.URLError):  # nothing listens on port 9: the redirect is not followed
+        _browser(idp)(url)
+    code = next(iter(idp.codes))
+    with pytest.raises(UnauthenticatedError, match="code_verifier does not match"):
+        client.authorization_code(code, "http://127.0.0.1:9/callback", "wrong")
+
+
+@pytest.mark.parametrize(("error", "state", "message"), [
+    ("access_denied", None, r"refused the login in the browser \(access_denied\)"),
+    (None, "forged", "another login's state"),
+])
+def test_browser_login_refusals(idp: OidcProvider, error: str | None, state: str | None, message: str) -> None:
+    idp.authorize_error, idp.authorize_state = error, state
+    with pytest.raises(UnauthenticatedError, match=message):
+        browser_login(OidcClient(idp.url, insecure=True), scopes(True), 0, print, open_browser=_browser(idp))
+
+
+def test_browser_login_gives_up_without_a_redirect(idp: OidcProvider) -> None:
+    with pytest.raises(UnauthenticatedError, match="no login came back from the browser within 0s"):
+        browser_login(OidcClient(idp.url, insecure=True), scopes(True), 0, print, open_browser=print, timeout=0.1)
+
+
+class _Clock:
+    """Time that passes only when the login sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_device_login_polls_until_approved_and_slows_down(idp: OidcProvider) -> None:
+    idp.device_answers = ["authorization_pending", "slow_down", "authorization_pending"]
+    clock, told = _Clock(), []
+    granted = device_login(OidcClient(idp.url, insecure=True), scopes(True), told.append, sleep=clock.sleep,
+                           clock=lambda: clock.now)
+    assert token_claims(granted.access_token)["preferred_username"] == "alice" and granted.refresh_token
+    assert clock.slept == [1, 1, 6, 6]
+    assert f"{idp.url}/device?user_code=" in told[0]
+
+
+@pytest.mark.parametrize(("answers", "interval", "message"), [
+    (["authorization_pending", "access_denied"], 1, r"denied at .* \(access_denied\)"),
+    (["expired_token"], 1, "device code expired"),
+    (["authorization_pending"] * 5, 100, "device code expired"),  # expires_in 300: polls at 100 and 200 only
+])
+def test_device_login_refusals(idp: OidcProvider, answers: list[str], interval: int, message: str) -> None:
+    idp.device_answers, idp.device_interval = answers, interval
+    clock = _Clock()
+    with pytest.raises(UnauthenticatedError, match=message):
+        device_login(OidcClient(idp.url, insecure=True), scopes(True), print, sleep=clock.sleep,
+                     clock=lambda: clock.now)
+    assert len(clock.slept) <= 2
+
+
+def test_flows_need_the_issuers_endpoints(idp: OidcProvider) -> None:
+    client = OidcClient(idp.url, insecure=True)
+    client.discovery().pop("device_authorization_endpoint")
+    with pytest.raises(ConfigurationError, match="has no device_authorization_endpoint"):
+        device_login(client, scopes(True), print)
