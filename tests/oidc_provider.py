@@ -159,7 +159,7 @@ class OidcProvider:
     def authorize(self, query: dict[str, str]) -> tuple[int, dict[str, Any] | str]:
         """(302, where to redirect) approving alice's login at once, or (400, error body)."""
         redirect_uri = query.get("redirect_uri", "")
-        if query.get("client_id") != CLIENT_ID or not redirect_uri.startswith("http://127.0.0.1:"):
+        if query.get("client_id") != CLIENT_ID or not redirect_uri.startswith("http://localhost:"):
             return 400, {"error": "invalid_request", "error_description": "unknown client or redirect_uri"}
         if query.get("response_type") != "code" or query.get("code_challenge_method") != "S256":
             return 400, {"error": "invalid_request", "error_description": "expected response_type=code and S256"}

@@ -41,7 +41,7 @@ def browser_login(oidc: OidcClient, scopes: list[str], port: int, announce: Call
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(24)
     with _CallbackServer(port) as callback:
-        redirect_uri = f"http://127.0.0.1:{callback.port}/callback"
+        redirect_uri = f"http://localhost:{callback.port}/callback"  # as upstream registers it at issuers
         url = oidc.authorization_url(redirect_uri, state, challenge, scopes)
         announce(f"Log in in your browser; if it does not open, open this URL:\n{url}")
         open_browser(url)

@@ -80,7 +80,7 @@ def _browser(idp: OidcProvider) -> Callable[[str], None]:
 
     def open_url(url: str) -> None:
         with urllib.request.urlopen(url, context=context, timeout=10) as page:
-            assert page.url.startswith("http://127.0.0.1:") and b"close this window" in page.read()
+            assert page.url.startswith("http://localhost:") and b"close this window" in page.read()
 
     return open_url
 
@@ -95,14 +95,14 @@ def test_browser_login_exchanges_the_code_with_the_verifier(idp: OidcProvider) -
     client = OidcClient(idp.url, insecure=True)
     granted = browser_login(client, scopes(True), 0, told.append, open_browser=_browser(idp))
     assert token_claims(granted.access_token)["preferred_username"] == "alice" and granted.refresh_token
-    assert "code_challenge_method=S256" in told[0] and "redirect_uri=http%3A%2F%2F127.0.0.1%3A" in told[0]
+    assert "code_challenge_method=S256" in told[0] and "redirect_uri=http%3A%2F%2Flocalhost%3A" in told[0]
     assert browser_login(client, scopes(False), 0, told.append, open_browser=_browser(idp)).refresh_token is None
-    url = client.authorization_url("http://127.0.0.1:9/callback", "s", s256("right"), scopes(False))
+    url = client.authorization_url("http://localhost:9/callback", "s", s256("right"), scopes(False))
     with pytest.raises(urllib.error.URLError):  # nothing listens on port 9: the redirect is not followed
         _browser(idp)(url)
     code = next(iter(idp.codes))
     with pytest.raises(UnauthenticatedError, match="code_verifier does not match"):
-        client.authorization_code(code, "http://127.0.0.1:9/callback", "wrong")
+        client.authorization_code(code, "http://localhost:9/callback", "wrong")
 
 
 @pytest.mark.parametrize(("error", "state", "message"), [
