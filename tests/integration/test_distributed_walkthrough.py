@@ -160,6 +160,19 @@ def test_malformed_selectors_are_usage_errors_and_outputs_are_structured(cli: Cl
         renewed = cli.jmp("auth", "refresh", "--client", "alice")
         assert_clean_failure(renewed, "has no refresh token", "jmp admin rotate client")
 
+        # ...or by the client itself: `jmp auth rotate` replaces it in the config, the old one is dead
+        alice_config = cli.config_home / "clients" / "alice.yaml"
+        old_config = cli.tmp / "alice-old.yaml"
+        old_config.write_text(alice_config.read_text())
+        rotated = cli.jmp("auth", "rotate", "--client", "alice")
+        assert rotated.returncode == 0, rotated.stderr
+        assert "the old one no longer works" in rotated.stdout
+        assert yaml.safe_load(alice_config.read_text())["token"] != yaml.safe_load(old_config.read_text())["token"]
+        assert cli.jmp("get", "leases", "--client", "alice").returncode == 0
+        stale = cli.jmp("get", "leases", "--client-config", str(old_config))
+        assert_clean_failure(stale, "unauthenticated")
+        assert stale.returncode == 4
+
 
 def test_everyone_sees_who_holds_an_exporter_but_lists_and_deletes_only_their_own_leases(cli: Cli) -> None:
     with controller(cli):

@@ -87,6 +87,9 @@ def test_password_login_writes_a_working_config_and_keys_are_fetched_once(cli: C
         assert renewed.returncode == 0, renewed.stderr
         assert yaml.safe_load(client_file(cli, "alice").read_text())["token"] != saved["token"]
         assert cli.jmp("get", "leases", "--client", "alice").returncode == 0
+        not_ours = cli.jmp("auth", "rotate", "--client", "alice")  # the issuer's token, not the controller's
+        assert_clean_failure(not_ours, "comes from an OIDC issuer", "jmp login")
+        assert not_ours.returncode == 2
 
         refused = cli.jmp("login", "--client", "other", "-e", f"127.0.0.1:{running.port}", "--namespace", "default",
                           "--name", "alice", "--issuer", idp.url, "--username", "alice", "--password", "wrong",

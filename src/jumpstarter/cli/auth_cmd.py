@@ -1,5 +1,5 @@
-"""`jmp auth`: what the token of a client config says (issuer, subject, expiry) and renewing it with
-its refresh token."""
+"""`jmp auth`: what the token of a client config says (issuer, subject, expiry), renewing it with
+its refresh token, and rotating a controller-issued one."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def _when(seconds: float) -> str:
 
 @click.group()
 def auth() -> None:
-    """Show and renew the tokens of client configs."""
+    """Show, renew and rotate the tokens of client configs."""
 
 
 @auth.command("status")
@@ -126,3 +126,31 @@ def refresh(alias: str | None, client_config: Path | None, client_id: str, insec
     exp = token_claims(granted.access_token).get("exp")
     expiry = describe_expiry(float(exp) if isinstance(exp, int | float) else None, time.time())
     click.echo(f"renewed the token of client {label!r} ({path}); it {expiry}")
+
+
+@auth.command("rotate")
+@_client_options
+@friendly
+def rotate(alias: str | None, client_config: Path | None) -> None:
+    """Replace a client's controller-issued token with a new one (the old one stops working at once)
+    and keep it in the client config."""
+    from jumpstarter.client.controller import ControllerClient
+    from jumpstarter.client.oidc import describe_expiry
+    from jumpstarter.config import paths
+    from jumpstarter.controller.auth import ISSUER
+    from jumpstarter.errors import ConfigurationError
+    from jumpstarter.protocol.client.v1 import client_pb2
+
+    label, path, config = _load(alias, client_config)
+    if _claims(label, config).get("iss") != ISSUER:
+        raise ConfigurationError(f"the token of client config {label!r} comes from an OIDC issuer, which the "
+                                 "controller cannot rotate: log in again with `jmp login`")
+    conn = ControllerClient(config)
+    try:
+        parent = f"namespaces/{config.metadata.namespace}/clients/{config.metadata.name}"
+        issued = conn.call(conn.client_stub().RotateToken, client_pb2.RotateTokenRequest(parent=parent))
+    finally:
+        conn.close()
+    paths.atomic_write(path, config.model_copy(update={"token": issued.token}).to_yaml(), paths.SECRET_MODE)
+    expiry = describe_expiry(float(issued.expiry.seconds) if issued.HasField("expiry") else None, time.time())
+    click.echo(f"rotated the token of client {label!r} ({path}); the old one no longer works; the new one {expiry}")
