@@ -153,36 +153,24 @@ class RouterRegistry:
 def issue_certificate(ca_cert_pem: bytes, ca_key_pem: bytes, public_key_pem: str, hosts: list[str]) -> str:
     """A server certificate for `hosts` and the router's public key, signed by the controller's CA."""
     import datetime
-    import ipaddress
 
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from jumpstarter.wire import certificates
 
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     ca_key: Any = serialization.load_pem_private_key(ca_key_pem, password=None)
     public: Any = serialization.load_pem_public_key(public_key_pem.encode())
-    names: list[x509.GeneralName] = []
-    for host in dict.fromkeys(hosts):
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jumpstarter-router")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    cert = certificates.sign(
+        certificates.name("jumpstarter-router"), public, issuer=ca_cert.subject, signing_key=ca_key,
+        until=datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=365),
+        extensions=[(x509.SubjectAlternativeName(certificates.alt_names(hosts)), False),
+                    (x509.BasicConstraints(ca=False, path_length=None), True),
+                    (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)],
+    )  # fmt: skip
+    return certificates.pem(cert).decode()
 
 
 class RouterRegistryServicer(routers_pb2_grpc.RouterRegistryServiceServicer):

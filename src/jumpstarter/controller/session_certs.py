@@ -24,6 +24,7 @@ from jumpstarter import errors
 from jumpstarter.controller.model import Kind
 from jumpstarter.controller.service import Authenticator, unary
 from jumpstarter.protocol.admin.v1 import sessions_pb2, sessions_pb2_grpc
+from jumpstarter.wire import certificates
 from jumpstarter.wire.session_tls import SESSION_SERVER_NAME, lease_common_name
 
 log = logging.getLogger("jumpstarter.controller")
@@ -61,8 +62,8 @@ class SessionCA:
     def issue(self, public_key_pem: str, common_name: str, *, server: bool, valid_until: datetime.datetime) -> str:
         """A leaf certificate for `public_key_pem`: a server one (for SESSION_SERVER_NAME) or a client one."""
         from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.x509.oid import ExtendedKeyUsageOID
 
         ca_cert = x509.load_pem_x509_certificate(self.cert_pem)
         ca_key: Any = serialization.load_pem_private_key(self.key_pem, password=None)
@@ -71,23 +72,20 @@ class SessionCA:
         except (ValueError, TypeError) as exc:
             raise errors.ArgumentError(f"public_key_pem is not a PEM public key: {exc}") from None
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        now = datetime.datetime.now(datetime.UTC)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(ca_cert.subject)
-            .public_key(public)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(max(valid_until, now + LEASE_MARGIN))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(cert_sign=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        )
+        extensions: list[tuple[Any, bool]] = [
+            (x509.BasicConstraints(ca=False, path_length=None), True),
+            (_key_usage(cert_sign=False), True),
+            (x509.ExtendedKeyUsage([usage]), False),
+            (x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False),
+        ]
         if server:
-            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(SESSION_SERVER_NAME)]), False)
-        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+            extensions.append((x509.SubjectAlternativeName([x509.DNSName(SESSION_SERVER_NAME)]), False))
+        now = datetime.datetime.now(datetime.UTC)
+        cert = certificates.sign(
+            certificates.name(common_name), public, issuer=ca_cert.subject, signing_key=ca_key,
+            until=max(valid_until, now + LEASE_MARGIN), extensions=extensions,
+        )
+        return certificates.pem(cert).decode()
 
 
 def _key_usage(*, cert_sign: bool) -> Any:
@@ -108,30 +106,17 @@ def _key_usage(*, cert_sign: bool) -> Any:
 
 def _new_ca() -> SessionCA:
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jumpstarter session CA")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + CA_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(cert_sign=True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return SessionCA(
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-    )
+    key = certificates.new_key()
+    subject = certificates.name("jumpstarter session CA")
+    cert = certificates.sign(
+        subject, key.public_key(), issuer=subject, signing_key=key,
+        until=datetime.datetime.now(datetime.UTC) + CA_VALIDITY,
+        extensions=[(x509.BasicConstraints(ca=True, path_length=0), True),
+                    (_key_usage(cert_sign=True), True),
+                    (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)],
+    )  # fmt: skip
+    return SessionCA(certificates.pem(cert), certificates.key_pem(key))
 
 
 class SessionCertificateServicer(sessions_pb2_grpc.SessionCertificateServiceServicer):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import ipaddress
 import os
 import ssl
 from dataclasses import dataclass
@@ -47,38 +46,19 @@ def normalize_fingerprint(value: str) -> str:
 def generate_self_signed(hosts: list[str] | None = None) -> ServerIdentity:
     """A new EC P-256 key and a self-signed certificate valid for ten years."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [x509.DNSName(EXPORTER_NAME), x509.DNSName("localhost")]
-    for host in hosts or []:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, EXPORTER_NAME)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return ServerIdentity(
-        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-        key_pem=key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ),
-    )
+    from jumpstarter.wire import certificates
+
+    key = certificates.new_key()
+    names = certificates.alt_names([EXPORTER_NAME, "localhost", *(hosts or []), "127.0.0.1"])
+    subject = certificates.name(EXPORTER_NAME)
+    cert = certificates.sign(
+        subject, key.public_key(), issuer=subject, signing_key=key,
+        until=datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3650),
+        extensions=[(x509.SubjectAlternativeName(names), False),
+                    (x509.BasicConstraints(ca=True, path_length=None), True)],
+    )  # fmt: skip
+    return ServerIdentity(cert_pem=certificates.pem(cert), key_pem=certificates.key_pem(key))
 
 
 def load_or_create(directory: Path) -> tuple[ServerIdentity, bool]:

@@ -30,15 +30,10 @@ class IssuedCertificate:
 
 def new_key_pair() -> tuple[str, str]:
     """A new EC P-256 key: (private PEM, public PEM)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from jumpstarter.wire import certificates
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return private.decode(), public.decode()
+    key = certificates.new_key()
+    return certificates.key_pem(key).decode(), certificates.public_pem(key).decode()
 
 
 async def request_certificate(
