@@ -271,41 +271,42 @@ def _direct_shell(target: Any, name: str, command: tuple[str, ...], exporter_log
 
     if target.insecure:
         click.echo("WARNING: --tls-grpc-insecure: traffic (and the passphrase) travel unencrypted", err=True)
-    with start_blocking_portal("asyncio") as portal, tempfile.TemporaryDirectory(prefix="jmp-shell-") as tmp:
-        with client_from_target(target, portal, unsafe=True) as root, root.log_stream(show_all=exporter_logs):
-            handler = DrainingLogPrinter(exporter_logs)
-            logging.getLogger("exporter").addHandler(handler)
-            logging.getLogger("exporter").setLevel(logging.INFO)
-            try:
-                motd = exporter_motd(root)
-                if motd:
-                    click.echo(motd, err=True)
-                env = dict(os.environ)
-                env.update(
-                    {
-                        "JUMPSTARTER_HOST": target.address,
-                        "JMP_DRIVERS_ALLOW": "UNSAFE",
-                        "JMP_EXPORTER": name,
-                        "JMP_CLIENT_ID": target.client_id,
-                    }
-                )
-                if target.passphrase:
-                    env["JMP_GRPC_PASSPHRASE"] = target.passphrase
-                if target.insecure:
-                    env["JMP_GRPC_INSECURE"] = "1"
-                if target.ca_file:
-                    env["JMP_TLS_CA"] = target.ca_file
-                with command_server(root, tmp) as j_socket:
-                    env["JMP_J_SOCKET"] = j_socket
-                    code = command_or_shell(command, name, env)
-                try:
-                    root.end_session()  # runs afterLease now, while its output still reaches us
-                    handler.drain()
-                except Exception:  # the exporter may already be gone; the session ends with us anyway
-                    pass
-                return code
-            finally:
-                logging.getLogger("exporter").removeHandler(handler)
+    # the printer is attached before the log stream opens: the exporter replays the beforeLease
+    # output at once, and a record relogged before a handler is there is lost
+    with (
+        start_blocking_portal("asyncio") as portal,
+        tempfile.TemporaryDirectory(prefix="jmp-shell-") as tmp,
+        DrainingLogPrinter(exporter_logs) as handler,
+        client_from_target(target, portal, unsafe=True) as root,
+        root.log_stream(show_all=exporter_logs),
+    ):
+        motd = exporter_motd(root)
+        if motd:
+            click.echo(motd, err=True)
+        env = dict(os.environ)
+        env.update(
+            {
+                "JUMPSTARTER_HOST": target.address,
+                "JMP_DRIVERS_ALLOW": "UNSAFE",
+                "JMP_EXPORTER": name,
+                "JMP_CLIENT_ID": target.client_id,
+            }
+        )
+        if target.passphrase:
+            env["JMP_GRPC_PASSPHRASE"] = target.passphrase
+        if target.insecure:
+            env["JMP_GRPC_INSECURE"] = "1"
+        if target.ca_file:
+            env["JMP_TLS_CA"] = target.ca_file
+        with command_server(root, tmp) as j_socket:
+            env["JMP_J_SOCKET"] = j_socket
+            code = command_or_shell(command, name, env)
+        try:
+            root.end_session()  # runs afterLease now, while its output still reaches us
+            handler.drain()
+        except Exception:  # the exporter may already be gone; the session ends with us anyway
+            pass
+        return code
 
 
 def exporter_motd(root: Any) -> str:
