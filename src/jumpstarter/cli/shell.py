@@ -283,21 +283,7 @@ def _direct_shell(target: Any, name: str, command: tuple[str, ...], exporter_log
         motd = exporter_motd(root)
         if motd:
             click.echo(motd, err=True)
-        env = dict(os.environ)
-        env.update(
-            {
-                "JUMPSTARTER_HOST": target.address,
-                "JMP_DRIVERS_ALLOW": "UNSAFE",
-                "JMP_EXPORTER": name,
-                "JMP_CLIENT_ID": target.client_id,
-            }
-        )
-        if target.passphrase:
-            env["JMP_GRPC_PASSPHRASE"] = target.passphrase
-        if target.insecure:
-            env["JMP_GRPC_INSECURE"] = "1"
-        if target.ca_file:
-            env["JMP_TLS_CA"] = target.ca_file
+        env = {**os.environ, **target.environment(name)}
         with command_server(root, tmp) as j_socket:
             env["JMP_J_SOCKET"] = j_socket
             code = command_or_shell(command, name, env)

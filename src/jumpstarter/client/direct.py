@@ -47,6 +47,24 @@ class DirectTarget:
             items.append((PASSPHRASE_KEY, self.passphrase))
         return tuple(items)
 
+    def environment(self, exporter_name: str) -> dict[str, str]:
+        """What processes started for a session with this exporter (a shell's command, a test's
+        subprocess) need to reach it as the same client (`j`, `env()` read these)."""
+        env = {
+            "JUMPSTARTER_HOST": self.address,
+            "JMP_DRIVERS_ALLOW": "UNSAFE",
+            "JMP_EXPORTER": exporter_name,
+            # the same client id: the exporter lets this session's other connections in
+            "JMP_CLIENT_ID": self.client_id,
+        }
+        if self.passphrase:
+            env["JMP_GRPC_PASSPHRASE"] = self.passphrase
+        if self.insecure:
+            env["JMP_GRPC_INSECURE"] = "1"
+        if self.ca_file:
+            env["JMP_TLS_CA"] = self.ca_file
+        return env
+
 
 def split_address(address: str) -> tuple[str, int]:
     """`host:port` -> (host, port) with a clear error for anything else."""

@@ -116,20 +116,7 @@ def _direct(spec: DirectSpec) -> Iterator[Connected]:
         with client_from_target(target, portal, unsafe=True, interactive=False) as client:
             labels = _exporter_labels(client)
             name = labels.get("jumpstarter.dev/name", spec.address)
-            env = {
-                "JUMPSTARTER_HOST": spec.address,
-                "JMP_DRIVERS_ALLOW": "UNSAFE",
-                "JMP_EXPORTER": name,
-                "JMP_EXPORTER_LABELS": _labels_text(labels),
-                # the same client id: the exporter lets this session's other connections in
-                "JMP_CLIENT_ID": target.client_id,
-            }
-            if spec.passphrase:
-                env["JMP_GRPC_PASSPHRASE"] = spec.passphrase
-            if spec.insecure:
-                env["JMP_GRPC_INSECURE"] = "1"
-            if spec.tls_ca:
-                env["JMP_TLS_CA"] = str(spec.tls_ca)
+            env = {**target.environment(name), "JMP_EXPORTER_LABELS": _labels_text(labels)}
             yield Connected(client, "direct", name, labels, None, env)
 
 
