@@ -95,8 +95,9 @@ class RouterRegistry:
     def data_endpoint(self, endpoint: str) -> str | None:
         """The data port of the router at `endpoint`, if it has one."""
         if endpoint == self.builtin and self.builtin_data_port is not None:
-            host = endpoint.rsplit(":", 1)[0]
-            return f"{host}:{self.builtin_data_port}"
+            from jumpstarter.controller.data_port import public_endpoint
+
+            return public_endpoint(endpoint, self.builtin_data_port)
         for router in self._attached:
             if router.endpoint == endpoint and router.data_endpoint:
                 return router.data_endpoint

@@ -25,7 +25,7 @@ from jumpstarter.controller.admin_service import AdminServicer
 from jumpstarter.controller.auth import TokenAuthority
 from jumpstarter.controller.client_service import ClientServicer
 from jumpstarter.controller.coordinator import OFFLINE_GRACE, Coordinator
-from jumpstarter.controller.data_port import DataPort, parse_address, public_endpoint
+from jumpstarter.controller.data_port import DataPort, parse_address
 from jumpstarter.controller.dial import Dialer
 from jumpstarter.controller.lease_watch import LeaseWatchServicer
 from jumpstarter.controller.model import DEFAULT_NAMESPACE, Identity, Kind, Lease
@@ -249,7 +249,7 @@ async def serve(settings: ControllerSettings, announce: Callable[[str], None] = 
         data_plane = None
         if data_port is not None and registry.builtin_data_port is not None:
             data_plane = asyncio.create_task(data_port.serve())
-            announce(f"router data port: {public_endpoint(endpoint, registry.builtin_data_port)}")
+            announce(f"router data port: {registry.data_endpoint(endpoint)}")
         announce(f"admin credential: {credential}")
         if oidc is not None:
             announce(f"OIDC issuers: {', '.join(oidc.issuers) or 'none'}")
