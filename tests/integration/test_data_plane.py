@@ -121,3 +121,19 @@ def test_without_a_data_port_tls_sessions_go_over_the_stream_service(cli: Cli, h
             assert Path(f"{path}.tls").is_file()
             assert client.lamp.call("on", 7) == "on at 7%"
             assert routed.routes == {"stream": 1}
+
+
+def test_a_bad_or_busy_data_address_stops_the_controller_clearly(cli: Cli) -> None:
+    from tests.integration.conftest import assert_clean_failure
+
+    data = str(cli.tmp / "data")
+    bad = cli.jmp("controller", "run", "--address", "127.0.0.1:0", "--data-dir", data, "--data-address", "x")
+    assert_clean_failure(bad, "data port must be [HOST:]PORT or off, not 'x'")
+    assert bad.returncode == 2
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = cli.jmp("controller", "run", "--address", "127.0.0.1:0", "--data-dir", data,
+                       "--data-address", f"127.0.0.1:{taken.getsockname()[1]}")
+    assert_clean_failure(busy, "cannot open the router data port", "Address already in use")
+    assert busy.returncode == 1  # as for the controller's own port

@@ -174,7 +174,7 @@ class DataPort:
 def parse_address(value: str | None, address: str) -> tuple[str, int] | None:
     """Where to bind the data port: `value` is `[HOST:]PORT`, `off` (no data port: None) or empty
     (a free port on the host of the router's own listening `address`)."""
-    from jumpstarter.errors import ArgumentError
+    from jumpstarter.errors import ConfigurationError
 
     if value is not None and value.strip().lower() == "off":
         return None
@@ -185,9 +185,9 @@ def parse_address(value: str | None, address: str) -> tuple[str, int] | None:
     try:
         number = int(port)
     except ValueError:
-        raise ArgumentError(f"data port must be [HOST:]PORT or off, not {value!r}") from None
+        raise ConfigurationError(f"data port must be [HOST:]PORT or off, not {value!r}") from None
     if not 0 <= number < 65536:
-        raise ArgumentError(f"data port {number} is out of range")
+        raise ConfigurationError(f"data port {number} is out of range")
     return (host.strip("[]") or default_host), number
 
 

@@ -194,7 +194,7 @@ async def serve_router(settings: RouterSettings, announce: Callable[[str], None]
                 data_endpoint = public_endpoint(endpoint, data_port.listen(*where))
             except OSError as exc:
                 await server.stop(None)
-                raise ConfigurationError(f"cannot open the data port on {where[0]}:{where[1]}: {exc}") from None
+                raise OSError(f"cannot open the data port on {where[0]}:{where[1]}: {exc.strerror}") from None
             data_plane = asyncio.ensure_future(data_port.serve())
             announce(f"router data port: {data_endpoint}")
         attach = asyncio.ensure_future(

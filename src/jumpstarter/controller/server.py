@@ -35,7 +35,6 @@ from jumpstarter.controller.service import Authenticator, ControllerServicer
 from jumpstarter.controller.session_certs import SessionCA, SessionCertificateServicer
 from jumpstarter.controller.store.sqlite import SqliteStore
 from jumpstarter.direct.tls import ServerIdentity, generate_self_signed
-from jumpstarter.errors import ConfigurationError
 from jumpstarter.protocol.admin.v1 import admin_pb2_grpc, leases_pb2_grpc, routers_pb2_grpc, sessions_pb2_grpc
 from jumpstarter.protocol.client.v1 import client_pb2_grpc
 from jumpstarter.protocol.v1 import jumpstarter_pb2_grpc
@@ -196,7 +195,7 @@ def routing(
             try:
                 registry.builtin_data_port = data_port.listen(*where)
             except OSError as exc:
-                raise ConfigurationError(f"cannot open the router data port on {where[0]}:{where[1]}: {exc}") from None
+                raise OSError(f"cannot open the router data port on {where[0]}:{where[1]}: {exc.strerror}") from None
             return registry, data_port
     return registry, None
 

@@ -22,7 +22,7 @@ from jumpstarter.controller.data_port import DataPort, parse_address, public_end
 from jumpstarter.controller.router import Router
 from jumpstarter.controller.store.sqlite import SqliteStore
 from jumpstarter.controller.stream_tokens import StreamTokenVerifier, mint
-from jumpstarter.errors import ArgumentError
+from jumpstarter.errors import ConfigurationError
 from jumpstarter.streams.dataplane import OK, PREFACE, DataPortError, _copy, data_endpoint, open_data_connection, pump
 
 LEASE = "default/lease1"
@@ -367,7 +367,7 @@ def test_parse_address(value: str | None, address: str, expected: tuple[str, int
 
 @pytest.mark.parametrize("value", ["x", "70000"])
 def test_parse_address_rejects_a_bad_port(value: str) -> None:
-    with pytest.raises(ArgumentError):
+    with pytest.raises(ConfigurationError):
         parse_address(value, "127.0.0.1:8083")
 
 
